@@ -1,0 +1,189 @@
+"""The one YAML config, validated at start: every threshold, the enforcement ladder, shadow mode.
+
+A bad config stops the start with the field and the reason (see ``load_config``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from models.action import ActionKind
+from models.finding import Severity
+
+PositiveSeconds = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateConfig(_Section):
+    """Bounds on detector memory, so a flood of new keys or IPs cannot exhaust it."""
+
+    max_subjects: int = Field(default=200_000, ge=1, description="Per detector and partition; LRU beyond")
+    idle_ttl_s: PositiveSeconds = Field(default=2 * 86_400, description="A subject idle this long is forgotten")
+    sweep_interval_s: PositiveSeconds = Field(default=600, description="Event time between expiry sweeps")
+
+
+class DetectorConfig(_Section):
+    enabled: bool = True
+    shadow: bool = Field(default=False, description="Emit this detector's actions with mode=shadow")
+
+
+class TrafficAnomalyConfig(DetectorConfig):
+    """Per-account request rate against the account's own smoothed level (clauses 7.1, 11.1(5))."""
+
+    bucket_s: PositiveSeconds = 60
+    level_alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="EWMA weight of a new bucket")
+    warmup_buckets: int = Field(default=20, ge=1, description="Buckets seen before the own level is trusted")
+    prior_rate_per_bucket: float = Field(default=20.0, gt=0, description="Population prior for new accounts")
+    surge_ratio: float = Field(default=6.0, gt=1.0, description="Bucket count / expected level to flag")
+    min_bucket_events: int = Field(default=60, ge=1, description="Never flag a bucket smaller than this")
+    cooldown_s: PositiveSeconds = 3600
+
+
+class KeySharingConfig(DetectorConfig):
+    """Distinct networks using one API key in a sliding window (clauses 3.8, 10.3)."""
+
+    window_s: PositiveSeconds = 3600
+    max_networks: int = Field(default=4, ge=1, description="Distinct /16 (v4) or /32 (v6) prefixes tolerated")
+    max_tracked_networks: int = Field(default=64, ge=2, description="Cap on networks kept per key")
+    cooldown_s: PositiveSeconds = 3600
+
+
+class CrawlerConfig(DetectorConfig):
+    """Scraper patterns per API key over a sliding window (clause 8.2.1)."""
+
+    window_s: PositiveSeconds = 900
+    min_requests: int = Field(default=40, ge=5)
+    max_window_events: int = Field(default=512, ge=16, description="Cap on events kept per key")
+    regular_gap_cv: float = Field(default=0.25, gt=0, description="Gap CV below this counts as machine timing")
+    read_ratio: Fraction = Field(default=0.9, description="Share of read/list calls with no generation")
+    sequential_ratio: Fraction = Field(default=0.6, description="Share of numeric resource ids that step by 1")
+    not_found_ratio: Fraction = 0.3
+    min_signals: int = Field(default=2, ge=1, description="Behaviour signals needed besides the user agent")
+    automation_user_agents: list[str] = Field(
+        default_factory=lambda: [
+            "headlesschrome", "phantomjs", "puppeteer", "playwright", "selenium", "scrapy",
+            "crawler", "spider", "httrack", "wget", "colly", "python-urllib",
+        ],
+        description="Case-insensitive substrings of headless browsers and scraping frameworks",
+    )
+    cooldown_s: PositiveSeconds = 3600
+
+
+class MinorSafetyConfig(DetectorConfig):
+    """Prompts that sexualise or seek to exploit minors (clause 8.2.6)."""
+
+    hit_threshold: Fraction = Field(default=0.8, description="Score at which one prompt is a clear hit")
+    near_threshold: Fraction = Field(default=0.5, description="Score of a near-threshold prompt")
+    near_hits_to_escalate: int = Field(default=3, ge=2, description="Near-threshold prompts that escalate")
+    near_window_s: PositiveSeconds = 7 * 86_400
+    redacted_excerpt: bool = Field(default=False, description="Put a redacted excerpt in the evidence")
+
+
+class DetectorsConfig(_Section):
+    traffic_anomaly: TrafficAnomalyConfig = TrafficAnomalyConfig()
+    key_sharing: KeySharingConfig = KeySharingConfig()
+    crawler: CrawlerConfig = CrawlerConfig()
+    minor_safety: MinorSafetyConfig = MinorSafetyConfig()
+
+    def by_name(self) -> dict[str, DetectorConfig]:
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+
+class LadderStep(_Section):
+    action: ActionKind
+    duration_s: PositiveSeconds | None = None
+    requires_review: bool = False
+
+    @model_validator(mode="after")
+    def _duration_matches_action(self) -> LadderStep:
+        if self.action is ActionKind.TERMINATE and self.duration_s is not None:
+            raise ValueError("terminate is permanent: leave duration_s empty")
+        if self.action is not ActionKind.TERMINATE and self.duration_s is None:
+            raise ValueError(f"{self.action.value} needs a duration_s")
+        return self
+
+
+def _default_severity_actions() -> dict[Severity, LadderStep | None]:
+    return {
+        Severity.LOW: None,
+        Severity.MEDIUM: LadderStep(action=ActionKind.RESTRICT, duration_s=3600),
+        Severity.HIGH: LadderStep(action=ActionKind.SUSPEND, duration_s=86_400),
+        Severity.CRITICAL: LadderStep(action=ActionKind.SUSPEND, duration_s=30 * 86_400, requires_review=True),
+    }
+
+
+class EnforcementConfig(_Section):
+    """The minimal policy: one measure per finding severity, deduped while an equal one is active."""
+
+    severity_actions: dict[Severity, LadderStep | None] = Field(default_factory=_default_severity_actions)
+    key_scoped_detectors: list[str] = Field(
+        default_factory=lambda: ["key_sharing", "crawler"],
+        description="Detectors whose actions target the API key rather than the whole account",
+    )
+
+    @model_validator(mode="after")
+    def _every_severity_mapped(self) -> EnforcementConfig:
+        missing = [s.value for s in Severity if s not in self.severity_actions]
+        if missing:
+            raise ValueError(f"severity_actions lacks {', '.join(missing)} (use null for no action)")
+        return self
+
+
+class PipelineConfig(_Section):
+    batch_size: int = Field(default=2000, ge=1, le=100_000, description="Records per batch / commit point")
+
+
+class WardenConfig(_Section):
+    policy_version: str = Field(default="default-1", min_length=1)
+    pipeline: PipelineConfig = PipelineConfig()
+    state: StateConfig = StateConfig()
+    detectors: DetectorsConfig = DetectorsConfig()
+    enforcement: EnforcementConfig = EnforcementConfig()
+
+
+class ConfigError(ValueError):
+    """A config that must not start: the message names the field and the reason."""
+
+
+def format_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """``field.path: reason`` for each problem, one per line."""
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(root)"
+        lines.append(f"{prefix}{location}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> WardenConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: (root): expected a mapping, got {type(data).__name__}")
+    try:
+        return WardenConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: invalid config\n{format_validation_error(error, '  ')}") from None
+
+
+def load_config(path: str | Path | None) -> WardenConfig:
+    """Read and validate a YAML config; ``None`` gives the defaults."""
+    if path is None:
+        return WardenConfig()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_config(data, str(path))

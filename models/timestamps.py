@@ -1,0 +1,65 @@
+"""Event-time parsing shared by every contract: RFC 3339 strings or epoch milliseconds, always UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_MIN_EPOCH_MS = 0
+_MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """Normalise an event time to an aware UTC datetime.
+
+    Accepts RFC 3339 strings (with ``Z`` or an offset), epoch milliseconds as int/float,
+    and aware datetimes. Naive times are refused: guessing a zone would shift windows.
+    """
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be an RFC 3339 string or epoch milliseconds, not a boolean")
+    if isinstance(value, int | float):
+        if not _MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS:
+            raise ValueError(f"epoch milliseconds out of range: {value}")
+        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return parse_timestamp(int(text))
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not an RFC 3339 timestamp: {value[:64]!r}") from None
+        value = parsed
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("timestamp needs a timezone offset (RFC 3339), e.g. 2026-01-01T00:00:00Z")
+        return value.astimezone(UTC)
+    raise ValueError(f"timestamp must be an RFC 3339 string or epoch milliseconds, got {type(value).__name__}")
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 with millisecond precision and a ``Z`` suffix: stable bytes for replay."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def to_epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def from_epoch_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000.0, tz=UTC)
+
+
+UtcTimestamp = Annotated[
+    datetime,
+    BeforeValidator(parse_timestamp),
+    PlainSerializer(format_timestamp, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}]},
+        mode="validation",
+    ),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+"""A datetime field that accepts RFC 3339 or epoch ms and serialises as RFC 3339 UTC."""

@@ -43,7 +43,7 @@ class TrafficAnomalyConfig(DetectorConfig):
     warmup_buckets: int = Field(default=20, ge=1, description="Buckets seen before the own level is trusted")
     prior_rate_per_bucket: float = Field(default=20.0, gt=0, description="Population prior for new accounts")
     surge_ratio: float = Field(default=6.0, gt=1.0, description="Bucket count / expected level to flag")
-    min_bucket_events: int = Field(default=60, ge=1, description="Never flag a bucket smaller than this")
+    min_bucket_events: int = Field(default=30, ge=1, description="Never flag a bucket smaller than this")
     cooldown_s: PositiveSeconds = 3600
 
 
@@ -66,7 +66,18 @@ class CrawlerConfig(DetectorConfig):
     read_ratio: Fraction = Field(default=0.9, description="Share of read/list calls with no generation")
     sequential_ratio: Fraction = Field(default=0.6, description="Share of numeric resource ids that step by 1")
     not_found_ratio: Fraction = 0.3
-    min_signals: int = Field(default=2, ge=1, description="Behaviour signals needed besides the user agent")
+    signal_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "automation_user_agent": 0.4,
+            "sequential_ids": 0.35,
+            "not_found": 0.2,
+            "regular_timing": 0.15,
+            "read_only": 0.15,
+        },
+        description="Weight of each signal; polling clients show timing and reads only, so those weigh least",
+    )
+    flag_score: float = Field(default=0.5, gt=0, description="Sum of signal weights that flags a key")
+    evaluate_every: int = Field(default=8, ge=1, description="Re-score a key every N of its events")
     automation_user_agents: list[str] = Field(
         default_factory=lambda: [
             "headlesschrome", "phantomjs", "puppeteer", "playwright", "selenium", "scrapy",
@@ -75,6 +86,16 @@ class CrawlerConfig(DetectorConfig):
         description="Case-insensitive substrings of headless browsers and scraping frameworks",
     )
     cooldown_s: PositiveSeconds = 3600
+
+    @model_validator(mode="after")
+    def _known_signals(self) -> CrawlerConfig:
+        unknown = set(self.signal_weights) - CRAWLER_SIGNALS
+        if unknown:
+            raise ValueError(f"signal_weights has unknown signals {sorted(unknown)}; known: {sorted(CRAWLER_SIGNALS)}")
+        return self
+
+
+CRAWLER_SIGNALS = frozenset({"automation_user_agent", "sequential_ids", "not_found", "regular_timing", "read_only"})
 
 
 class MinorSafetyConfig(DetectorConfig):

@@ -83,11 +83,13 @@ resolve_classpath() {
     mkdir -p "$CACHE_DIR"
     tmp="$file.tmp.$$"
     log "resolving Kafka classpath with Maven (one-time) ..."
-    if ! mvn -B -q -f "$POM" dependency:build-classpath \
-        -Dmdep.outputFile="$tmp" -Dmdep.includeScope=runtime >&2; then
-      rm -f "$tmp"
+    if ! mvn -B -q -f "$POM" -Dstyle.color=never dependency:build-classpath \
+        -Dmdep.outputFile="$tmp" -Dmdep.includeScope=runtime > "$tmp.log" 2>&1; then
+      cat "$tmp.log" >&2
+      rm -f "$tmp" "$tmp.log"
       die "mvn dependency:build-classpath failed"
     fi
+    rm -f "$tmp.log"
     mv -f "$tmp" "$file"
     classpath_valid "$file" || die "resolved classpath $file is empty or incomplete"
   fi
@@ -170,10 +172,28 @@ server_started_since() {
   tail -c "+$((offset + 1))" "$log_file" | grep -q 'Kafka Server started'
 }
 
+# Tail of this start attempt's logs: stdout/stderr (WARN+, JVM errors) and
+# the part of server.log written since byte offset $1.
+print_start_logs() {
+  local offset="$1" log_file="$LOG_DIR/server.log"
+  echo "--- $OUT_LOG (tail) ---" >&2
+  tail -n 40 "$OUT_LOG" >&2 || true
+  if [[ -f "$log_file" ]] && (($(file_size "$log_file") > offset)); then
+    echo "--- $log_file (tail, this attempt) ---" >&2
+    tail -c "+$((offset + 1))" "$log_file" | tail -n 40 >&2 || true
+  fi
+}
+
 # --------------------------------------------------------------------------
 # Subcommands
 # --------------------------------------------------------------------------
 cmd_start() {
+  mkdir -p "$STATE_DIR"
+  # Serialize concurrent `start`s on the same state dir (e.g. parallel tests).
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$STATE_DIR/.start.lock"
+    flock -w "$((START_TIMEOUT + 60))" 9 || die "timed out waiting for another start to finish"
+  fi
   local pid
   if pid="$(running_pid)"; then
     log "already running (pid $pid, port $PORT)"
@@ -213,8 +233,7 @@ cmd_start() {
     if ! kill -0 "$pid" 2>/dev/null; then
       rm -f "$PID_FILE"
       log "broker exited during startup; last log lines:"
-      tail -n 40 "$OUT_LOG" >&2 || true
-      tail -n 40 "$LOG_DIR/server.log" >&2 2>/dev/null || true
+      print_start_logs "$log_offset"
       exit 1
     fi
     if port_open "$PORT" && server_started_since "$log_offset"; then
@@ -225,8 +244,7 @@ cmd_start() {
   done
 
   log "broker did not answer on port $PORT within ${START_TIMEOUT}s; last log lines:"
-  tail -n 40 "$OUT_LOG" >&2 || true
-  tail -n 40 "$LOG_DIR/server.log" >&2 2>/dev/null || true
+  print_start_logs "$log_offset"
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$PID_FILE"
   exit 1

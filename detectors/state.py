@@ -1,0 +1,102 @@
+"""Bounded, snapshot-able per-subject state shared by every detector.
+
+Memory is bounded two ways: a cap on subjects (least recently seen goes first) and idle
+expiry on event time. Expiry is also checked lazily on access, so whether a subject was
+physically swept or not never changes a result: replay and any partitioning agree.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
+
+
+class SubjectState(Protocol):
+    """What one subject remembers. ``last_seen_ms`` drives idle expiry."""
+
+    last_seen_ms: int
+
+    def dump(self) -> dict[str, Any]: ...
+
+
+S = TypeVar("S", bound=SubjectState)
+
+
+class SubjectStore(Generic[S]):
+    """An LRU map of subject id → state with idle expiry and dirty tracking for the changelog."""
+
+    def __init__(
+        self,
+        factory: Callable[[int], S],
+        loader: Callable[[dict[str, Any]], S],
+        max_subjects: int,
+        idle_ttl_ms: int,
+    ) -> None:
+        self._factory = factory
+        self._loader = loader
+        self.max_subjects = max_subjects
+        self.idle_ttl_ms = idle_ttl_ms
+        self._states: OrderedDict[str, S] = OrderedDict()
+        self._dirty: set[str] = set()
+        # Off unless a changelog consumes the changes: a replay need not remember what it touched.
+        self.track_changes = False
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, subject: str) -> bool:
+        return subject in self._states
+
+    def items(self) -> Iterator[tuple[str, S]]:
+        return iter(self._states.items())
+
+    def touch(self, subject: str, now_ms: int) -> S:
+        """The subject's state, fresh if it is new or idle past the TTL; marks it recently used and dirty."""
+        state = self._states.get(subject)
+        if state is None or now_ms - state.last_seen_ms > self.idle_ttl_ms:
+            state = self._factory(now_ms)
+            self._states[subject] = state
+            if len(self._states) > self.max_subjects:
+                dropped, _ = self._states.popitem(last=False)
+                self.evicted += 1
+                if self.track_changes:
+                    self._dirty.add(dropped)
+        else:
+            self._states.move_to_end(subject)
+        if self.track_changes:
+            self._dirty.add(subject)
+        return state
+
+    def expire(self, watermark_ms: int) -> int:
+        """Forget subjects idle past the TTL at this event time; returns how many went."""
+        stale = [s for s, st in self._states.items() if watermark_ms - st.last_seen_ms > self.idle_ttl_ms]
+        for subject in stale:
+            del self._states[subject]
+        if self.track_changes:
+            self._dirty.update(stale)
+        return len(stale)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {subject: state.dump() for subject, state in self._states.items()}
+
+    def restore(self, snapshot: dict[str, dict[str, Any]]) -> None:
+        self._states = OrderedDict((subject, self._loader(data)) for subject, data in snapshot.items())
+        self._dirty.clear()
+
+    def drain_changes(self) -> dict[str, dict[str, Any] | None]:
+        """States changed since the last drain (``None`` = deleted): one batch's changelog records."""
+        changes: dict[str, dict[str, Any] | None] = {}
+        for subject in sorted(self._dirty):
+            state = self._states.get(subject)
+            changes[subject] = None if state is None else state.dump()
+        self._dirty.clear()
+        return changes
+
+    def apply_change(self, subject: str, data: dict[str, Any] | None) -> None:
+        """Replay one changelog record (restore after a rebalance or crash)."""
+        if data is None:
+            self._states.pop(subject, None)
+        else:
+            self._states[subject] = self._loader(data)

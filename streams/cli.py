@@ -1,0 +1,206 @@
+"""The ``warden`` command line: demo, replay, simulate, evaluate, schema."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from tqdm import tqdm
+
+from models.config import ConfigError, WardenConfig, load_config
+from models.finding import Finding
+from models.schemas import CONTRACTS, schema_text, write_schemas
+from models.truth import ScenarioTruth
+from streams.evaluation import evaluate, format_report
+from streams.files import JsonlFileSink, JsonlFileSource, open_binary
+from streams.records import Channel
+from streams.runner import Runner, RunSummary
+from streams.simulator import SimulationSpec, write_simulation
+from streams.source import Source
+
+EXIT_BAD_CONFIG = 2
+
+
+def replay_file(
+    config: WardenConfig,
+    input_path: Path,
+    outputs: dict[Channel, Path],
+    show_progress: bool = False,
+) -> RunSummary:
+    """The embedded pipeline over one file: the same input and config give byte-identical outputs."""
+    source = JsonlFileSource(input_path)
+    sink = JsonlFileSink(outputs)
+    _, total = source.progress()
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="replay", disable=not show_progress, leave=False)
+
+    def advance(src: Source, summary: RunSummary) -> None:
+        position, _ = src.progress()
+        bar.update(position - bar.n)
+        bar.set_postfix(events=summary.events, dead=summary.invalid, refresh=False)
+
+    try:
+        return Runner(config, source, sink).run_to_end(advance)
+    finally:
+        bar.close()
+        source.close()
+        sink.close()
+
+
+M = TypeVar("M", Finding, ScenarioTruth)
+
+
+def read_jsonl_models(path: Path, model: type[M]) -> list[M]:
+    with open_binary(path, "r") as handle:
+        return [model.model_validate_json(line) for line in handle if line.strip()]
+
+
+def _config(path: str | None) -> WardenConfig:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        print(f"warden: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    actions_out = Path(args.actions_out)
+    outputs = {
+        Channel.ACTIONS: actions_out,
+        Channel.FINDINGS: Path(args.findings_out),
+        Channel.DEAD_LETTERS: Path(args.dlq_out) if args.dlq_out else actions_out.with_name("dead-letters.jsonl"),
+    }
+    started = time.perf_counter()
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    summary = replay_file(config, Path(args.input), outputs, show_progress=show)
+    elapsed = time.perf_counter() - started
+    print(summary.table())
+    rate = summary.records / elapsed if elapsed > 0 else 0.0
+    print(f"{summary.records:,} records in {elapsed:.1f}s ({rate:,.0f}/s)")
+    print(f"dead letters → {outputs[Channel.DEAD_LETTERS]}")
+    return 0
+
+
+def _spec(args: argparse.Namespace) -> SimulationSpec:
+    start = datetime.fromisoformat(args.start).astimezone(UTC) if args.start else SimulationSpec.start
+    return SimulationSpec(
+        accounts=args.accounts,
+        start=start,
+        duration_s=int(args.hours * 3600),
+        seed=args.seed,
+        scenarios_per_kind=args.scenarios_per_kind,
+    )
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    summary = write_simulation(_spec(args), Path(args.out), Path(args.truth))
+    print(f"wrote {summary.events:,} events for {summary.accounts} accounts to {args.out}; truth → {args.truth}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    truth = read_jsonl_models(Path(args.truth), ScenarioTruth)
+    findings = read_jsonl_models(Path(args.findings), Finding)
+    print(format_report(evaluate(truth, findings, grace_s=args.grace_s)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    with tempfile.TemporaryDirectory(prefix="warden-demo-") as scratch:
+        workdir = Path(args.keep) if args.keep else Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        events, truth_path = workdir / "telemetry.jsonl.gz", workdir / "truth.jsonl"
+        started = time.perf_counter()
+        simulated = write_simulation(_spec(args), events, truth_path)
+        print(f"simulated {simulated.events:,} API calls from {simulated.accounts} accounts "
+              f"({time.perf_counter() - started:.1f}s)")
+        outputs = {
+            Channel.ACTIONS: workdir / "actions.jsonl",
+            Channel.FINDINGS: workdir / "findings.jsonl",
+            Channel.DEAD_LETTERS: workdir / "dead-letters.jsonl",
+        }
+        started = time.perf_counter()
+        summary = replay_file(config, events, outputs, show_progress=sys.stderr.isatty())
+        print(f"replayed them through every detector and the policy ({time.perf_counter() - started:.1f}s)")
+        print(summary.table())
+        truth = read_jsonl_models(truth_path, ScenarioTruth)
+        findings = read_jsonl_models(outputs[Channel.FINDINGS], Finding)
+        print(format_report(evaluate(truth, findings)))
+        if args.keep:
+            print(f"files kept in {workdir}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    if args.write:
+        for path in write_schemas():
+            print(path)
+        return 0
+    names = [args.name] if args.name else list(CONTRACTS)
+    for name in names:
+        sys.stdout.write(schema_text(name))
+    return 0
+
+
+def _add_simulation_options(parser: argparse.ArgumentParser, accounts: int, hours: float) -> None:
+    parser.add_argument("--accounts", type=int, default=accounts, help="accounts to simulate")
+    parser.add_argument("--hours", type=float, default=hours, help="span of event time")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--start", help="RFC 3339 start of the span (default 2026-01-05T00:00:00Z)")
+    parser.add_argument("--scenarios-per-kind", type=int, default=3, help="injected scenarios of each kind")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warden", description="Abuse and prohibited-use detection for an AI API")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="simulate, replay and score against the truth; no broker needed")
+    _add_simulation_options(demo, accounts=200, hours=6)
+    demo.add_argument("--config", help="YAML config (default: built-in defaults)")
+    demo.add_argument("--keep", metavar="DIR", help="keep the simulated and produced files here")
+    demo.set_defaults(handler=cmd_demo)
+
+    replay = commands.add_parser("replay", help="run the whole pipeline over a JSONL(.gz) file")
+    replay.add_argument("input", help="telemetry JSONL or JSONL.gz")
+    replay.add_argument("--actions-out", required=True)
+    replay.add_argument("--findings-out", required=True)
+    replay.add_argument("--dlq-out", help="dead letters (default: dead-letters.jsonl beside --actions-out)")
+    replay.add_argument("--config", help="YAML config (default: built-in defaults)")
+    replay.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar (default: when stderr is a terminal)")
+    replay.set_defaults(handler=cmd_replay)
+
+    simulate = commands.add_parser("simulate", help="write synthetic telemetry with labelled abuse scenarios")
+    _add_simulation_options(simulate, accounts=200, hours=6)
+    simulate.add_argument("--out", required=True, help="events JSONL (.gz to compress)")
+    simulate.add_argument("--truth", required=True, help="scenario truth JSONL")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    evaluation = commands.add_parser("evaluate", help="precision, recall and time to detect per scenario kind")
+    evaluation.add_argument("--truth", required=True)
+    evaluation.add_argument("--findings", required=True)
+    evaluation.add_argument("--grace-s", type=int, default=900, help="how long after a scenario a finding counts")
+    evaluation.set_defaults(handler=cmd_evaluate)
+
+    schema = commands.add_parser("schema", help="print the JSON Schemas of the contracts")
+    schema.add_argument("name", nargs="?", choices=sorted(CONTRACTS))
+    schema.add_argument("--write", action="store_true", help="rewrite models/schemas/ from the models")
+    schema.set_defaults(handler=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

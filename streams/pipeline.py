@@ -1,0 +1,167 @@
+"""The embedded pipeline: decode → detectors → enforcement, one processor per input partition.
+
+State lives with the partition (Kafka assigns partitions, and state moves with them through the
+changelog), and every subject is scoped to an account, which Kafka keys by, so any partitioning
+gives the same findings and actions as a single-partition replay.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from detectors.base import Detector
+from detectors.registry import build_detectors
+from enforcement.policy import EnforcementPolicy
+from models.action import EnforcementAction
+from models.config import WardenConfig
+from models.finding import Finding
+from models.telemetry import TelemetryEvent
+from streams.decode import InvalidRecord, dead_letter, decode_event
+from streams.records import Channel, OutputRecord, SourceRecord
+
+POLICY_STATE = "policy"
+
+
+@dataclass
+class BatchResult:
+    outputs: list[OutputRecord] = field(default_factory=list)
+    events: int = 0
+    invalid: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    actions: list[EnforcementAction] = field(default_factory=list)
+
+
+class PartitionProcessor:
+    """Detectors and policy for one input partition, with its event-time watermark."""
+
+    def __init__(self, partition: int, config: WardenConfig, changelog: bool) -> None:
+        self.partition = partition
+        self.config = config
+        self.detectors: list[Detector] = build_detectors(config)
+        self.policy = EnforcementPolicy(config)
+        self.watermark_ms = 0
+        self._next_sweep_ms: int | None = None
+        for store in self._all_stores():
+            store.track_changes = changelog
+
+    def _all_stores(self) -> list[Any]:
+        stores = [store for detector in self.detectors for store in detector.stores().values()]
+        return [*stores, self.policy.active]
+
+    def process(self, events: list[TelemetryEvent]) -> tuple[list[Finding], list[EnforcementAction]]:
+        findings: list[Finding] = []
+        actions: list[EnforcementAction] = []
+        for detector in self.detectors:
+            detector.prepare(events)
+        for event in events:
+            for detector in self.detectors:
+                for finding in detector.observe(event):
+                    findings.append(finding)
+                    action = self.policy.decide(finding)
+                    if action is not None:
+                        actions.append(action)
+            if event.ts_ms > self.watermark_ms:
+                self.watermark_ms = event.ts_ms
+        self._sweep()
+        return findings, actions
+
+    def _sweep(self) -> None:
+        """Physically drop idle subjects every ``sweep_interval_s`` of event time (memory only)."""
+        if self._next_sweep_ms is None:
+            self._next_sweep_ms = self.watermark_ms + self.config.state.sweep_interval_s * 1000
+        if self.watermark_ms < self._next_sweep_ms:
+            return
+        for detector in self.detectors:
+            detector.expire(self.watermark_ms)
+        self.policy.active.expire(self.watermark_ms)
+        self._next_sweep_ms = self.watermark_ms + self.config.state.sweep_interval_s * 1000
+
+    def subject_counts(self) -> dict[str, int]:
+        return {detector.name: detector.subject_count() for detector in self.detectors}
+
+    def state_changes(self) -> list[OutputRecord]:
+        """This batch's state changes as changelog records keyed ``partition|owner|store|subject``."""
+        records = []
+        owners: list[tuple[str, dict[str, dict[str, dict[str, Any] | None]]]] = [
+            (detector.name, detector.drain_changes()) for detector in self.detectors
+        ]
+        owners.append((POLICY_STATE, {"active": self.policy.active.drain_changes()}))
+        for owner, stores in owners:
+            for store, changes in stores.items():
+                for subject, data in changes.items():
+                    key = f"{self.partition}|{owner}|{store}|{subject}".encode()
+                    value = None if data is None else orjson.dumps(data)
+                    records.append(OutputRecord(Channel.STATE, key, value))
+        return records
+
+    def apply_state(self, owner: str, store: str, subject: str, data: dict[str, Any] | None) -> None:
+        if owner == POLICY_STATE:
+            self.policy.active.apply_change(subject, data)
+            return
+        for detector in self.detectors:
+            if detector.name == owner:
+                detector.apply_change(store, subject, data)
+
+
+class Pipeline:
+    """Stateless decoding in front of per-partition processors; turns a batch of records into outputs."""
+
+    def __init__(self, config: WardenConfig, channels: frozenset[Channel], source_name: str = "input") -> None:
+        self.config = config
+        self.channels = channels
+        self.source_name = source_name
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.totals: Counter[str] = Counter()
+
+    def processor(self, partition: int) -> PartitionProcessor:
+        found = self.processors.get(partition)
+        if found is None:
+            found = PartitionProcessor(partition, self.config, Channel.STATE in self.channels)
+            self.processors[partition] = found
+        return found
+
+    def process(self, records: list[SourceRecord]) -> BatchResult:
+        result = BatchResult()
+        by_partition: dict[int, list[TelemetryEvent]] = {}
+        for record in records:
+            try:
+                event = decode_event(record.value)
+            except InvalidRecord as error:
+                result.invalid += 1
+                if Channel.DEAD_LETTERS in self.channels:
+                    letter = dead_letter(record, str(error), self.source_name)
+                    result.outputs.append(OutputRecord(Channel.DEAD_LETTERS, record.key, letter))
+                continue
+            result.events += 1
+            by_partition.setdefault(record.partition, []).append(event)
+        for partition in sorted(by_partition):
+            processor = self.processor(partition)
+            findings, actions = processor.process(by_partition[partition])
+            result.findings.extend(findings)
+            result.actions.extend(actions)
+            if Channel.FINDINGS in self.channels:
+                result.outputs.extend(
+                    OutputRecord(Channel.FINDINGS, f.account_id.encode(), f.model_dump_json().encode())
+                    for f in findings
+                )
+            if Channel.ACTIONS in self.channels:
+                result.outputs.extend(
+                    OutputRecord(Channel.ACTIONS, a.account_id.encode(), a.model_dump_json().encode())
+                    for a in actions
+                )
+            if Channel.STATE in self.channels:
+                result.outputs.extend(processor.state_changes())
+        self._count(result)
+        return result
+
+    def _count(self, result: BatchResult) -> None:
+        self.totals["events"] += result.events
+        self.totals["invalid"] += result.invalid
+        for finding in result.findings:
+            self.totals[f"findings.{finding.detector}"] += 1
+        for action in result.actions:
+            self.totals[f"actions.{action.action.value}.{action.mode.value}"] += 1

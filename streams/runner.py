@@ -1,0 +1,84 @@
+"""The runner: poll a batch, process it, hand the outputs to the sink, commit. Backend-agnostic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from models.config import WardenConfig
+from streams.pipeline import BatchResult, Pipeline
+from streams.sink import Sink
+from streams.source import Source
+
+
+@dataclass
+class RunSummary:
+    batches: int = 0
+    records: int = 0
+    events: int = 0
+    invalid: int = 0
+    findings: dict[str, int] = field(default_factory=dict)
+    actions: dict[str, int] = field(default_factory=dict)
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        self.events += result.events
+        self.invalid += result.invalid
+        self.records += result.events + result.invalid
+        for finding in result.findings:
+            self.findings[finding.detector] = self.findings.get(finding.detector, 0) + 1
+        for action in result.actions:
+            label = f"{action.action.value} ({action.mode.value})"
+            self.actions[label] = self.actions.get(label, 0) + 1
+
+    def table(self) -> str:
+        rows = [("records read", self.records), ("valid events", self.events), ("dead letters", self.invalid)]
+        rows += [(f"findings: {name}", count) for name, count in sorted(self.findings.items())]
+        rows += [(f"actions: {name}", count) for name, count in sorted(self.actions.items())]
+        width = max(len(label) for label, _ in rows)
+        lines = [f"{'':-<{width}}  {'':->10}"]
+        lines += [f"{label:<{width}}  {count:>10,}" for label, count in rows]
+        return "\n".join([*lines, lines[0]])
+
+
+ProgressCallback = Callable[[Source, RunSummary], None]
+
+
+class Runner:
+    """Drives records from a source through the pipeline into a sink, one commit point per batch."""
+
+    def __init__(self, config: WardenConfig, source: Source, sink: Sink) -> None:
+        self.config = config
+        self.source = source
+        self.sink = sink
+        self.pipeline = Pipeline(config, sink.channels(), source.name)
+        self.summary = RunSummary()
+
+    def step(self) -> BatchResult | None:
+        """One batch: poll, process, emit, commit. None when the source had nothing."""
+        records = self.source.poll(self.config.pipeline.batch_size)
+        if not records:
+            return None
+        positions: dict[int, int] = {}
+        for record in records:
+            positions[record.partition] = max(positions.get(record.partition, 0), record.offset + 1)
+        self.sink.begin()
+        try:
+            result = self.pipeline.process(records)
+            for output in result.outputs:
+                self.sink.add(output)
+            self.sink.commit(self.source, positions)
+        except BaseException:
+            self.sink.abort()
+            raise
+        self.summary.add(result)
+        return result
+
+    def run_to_end(self, on_batch: ProgressCallback | None = None) -> RunSummary:
+        """Process until the source is exhausted (files); a live source is driven by its own loop."""
+        while not self.source.exhausted:
+            self.step()
+            if on_batch is not None:
+                on_batch(self.source, self.summary)
+        self.sink.flush()
+        return self.summary

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from models.config import format_validation_error
 from models.telemetry import TelemetryEvent
-from streams.records import SourceRecord
+from streams.records import Channel, OutputRecord, SourceRecord
 
 MAX_EVENT_BYTES = 1 << 20
 """No API call's telemetry is this large; bigger records are refused before parsing."""
@@ -29,17 +29,29 @@ def decode_event(value: bytes) -> TelemetryEvent:
         raise InvalidRecord(format_validation_error(error).replace("\n", "; ")) from None
 
 
-def dead_letter(record: SourceRecord, reason: str, source_name: str) -> bytes:
-    """One JSON line for the dead-letter output: where the record came from, why, and its exact bytes."""
-    letter: dict[str, Any] = {
-        "source": source_name,
-        "partition": record.partition,
-        "offset": record.offset,
-        "reason": reason,
-        "size": len(record.value),
+def dead_letter(record: SourceRecord, reason: str, source_name: str) -> OutputRecord:
+    """A dead letter keeps the exact original bytes; where it came from and why travel in headers."""
+    headers = (
+        ("reason", reason.encode()),
+        ("source", source_name.encode()),
+        ("partition", str(record.partition).encode()),
+        ("offset", str(record.offset).encode()),
+    )
+    return OutputRecord(Channel.DEAD_LETTERS, record.key, record.value, headers)
+
+
+def dead_letter_json(letter: OutputRecord) -> bytes:
+    """A dead letter as one JSON line (file sinks): the headers as fields, the original as text or base64."""
+    fields: dict[str, Any] = {name: value.decode() for name, value in letter.headers}
+    document: dict[str, Any] = {
+        "source": fields.get("source"),
+        "partition": int(fields.get("partition", 0)),
+        "offset": int(fields.get("offset", 0)),
+        "reason": fields.get("reason"),
+        "size": len(letter.value or b""),
     }
     try:
-        letter["original"] = record.value.decode("utf-8")
+        document["original"] = (letter.value or b"").decode("utf-8")
     except UnicodeDecodeError:
-        letter["original_base64"] = base64.b64encode(record.value).decode("ascii")
-    return orjson.dumps(letter)
+        document["original_base64"] = base64.b64encode(letter.value or b"").decode("ascii")
+    return orjson.dumps(document)

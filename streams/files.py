@@ -6,6 +6,7 @@ import gzip
 from pathlib import Path
 from typing import IO, cast
 
+from streams.decode import dead_letter_json
 from streams.records import Channel, OutputRecord, SourceRecord
 from streams.sink import Sink
 from streams.source import Source
@@ -91,9 +92,10 @@ class JsonlFileSink(Sink):
 
     def add(self, record: OutputRecord) -> None:
         handle = self._files.get(record.channel)
-        if handle is not None and record.value is not None:
-            handle.write(record.value)
-            handle.write(b"\n")
+        if handle is None or record.value is None:
+            return
+        handle.write(dead_letter_json(record) if record.channel is Channel.DEAD_LETTERS else record.value)
+        handle.write(b"\n")
 
     def flush(self) -> None:
         for handle in self._files.values():

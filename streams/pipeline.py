@@ -133,8 +133,7 @@ class Pipeline:
             except InvalidRecord as error:
                 result.invalid += 1
                 if Channel.DEAD_LETTERS in self.channels:
-                    letter = dead_letter(record, str(error), self.source_name)
-                    result.outputs.append(OutputRecord(Channel.DEAD_LETTERS, record.key, letter))
+                    result.outputs.append(dead_letter(record, str(error), self.source_name))
                 continue
             result.events += 1
             by_partition.setdefault(record.partition, []).append(event)

@@ -23,7 +23,9 @@ def _outputs(directory: Path) -> dict[Channel, Path]:
     }
 
 
-def test_replaying_the_same_file_twice_gives_the_same_bytes(small_simulation: tuple[Path, Path], tmp_path: Path) -> None:
+def test_replaying_the_same_file_twice_gives_the_same_bytes(
+    small_simulation: tuple[Path, Path], tmp_path: Path
+) -> None:
     events, _ = small_simulation
     first, second = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
     replay_file(WardenConfig(), events, first)
@@ -59,7 +61,8 @@ def test_outputs_validate_against_the_contracts(small_simulation: tuple[Path, Pa
     outputs = _outputs(tmp_path)
     replay_file(WardenConfig(), events, outputs)
     findings = [Finding.model_validate_json(line) for line in outputs[Channel.FINDINGS].read_bytes().splitlines()]
-    actions = [EnforcementAction.model_validate_json(line) for line in outputs[Channel.ACTIONS].read_bytes().splitlines()]
+    lines = outputs[Channel.ACTIONS].read_bytes().splitlines()
+    actions = [EnforcementAction.model_validate_json(line) for line in lines]
     assert findings and actions
     assert all(finding.clauses for finding in findings)
     finding_ids = {finding.finding_id for finding in findings}
@@ -101,7 +104,10 @@ def test_malformed_lines_go_to_the_dead_letters_with_reasons(
     assert sorted(by_line) == [101, 102, 103, 304, 305, 306]
     for letter, original in zip(letters, bad_lines, strict=True):
         assert letter["reason"]
-        kept = letter.get("original", "").encode() if "original" in letter else base64.b64decode(letter["original_base64"])
+        if "original" in letter:
+            kept = letter["original"].encode()
+        else:
+            kept = base64.b64decode(letter["original_base64"])
         assert kept == original, "the dead letter must keep the exact original bytes"
     reasons = {letter["offset"]: letter["reason"] for letter in letters}
     assert "Invalid JSON" in reasons[101]

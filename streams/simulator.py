@@ -79,7 +79,8 @@ SDK_USER_AGENTS: tuple[str, ...] = (
     "PostmanRuntime/7.39.0",
 )
 BROWSER_USER_AGENTS: tuple[str, ...] = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36",
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
@@ -91,7 +92,8 @@ BROWSER_USER_AGENTS: tuple[str, ...] = (
     "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
 )
 CRAWLER_USER_AGENTS: tuple[str, ...] = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "HeadlessChrome/120.0.0.0 Safari/537.36",
     "Scrapy/2.11.0 (+https://scrapy.org)",
     "python-urllib3/2.2.1",
     "Python-urllib/3.11",

@@ -6,7 +6,7 @@ A bad config stops the start with the field and the reason (see ``load_config``)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -158,6 +158,70 @@ class EnforcementConfig(_Section):
         return self
 
 
+class TopicsConfig(_Section):
+    telemetry: str = "api.usage.v1"
+    findings: str = "warden.findings.v1"
+    actions: str = "enforcement.actions.v1"
+    dead_letters: str = "warden.dlq.v1"
+    state: str = "warden.state.v1"
+
+
+class KafkaSecurityConfig(_Section):
+    """Client security, under kafka-python's own option names; passed to every client unchanged."""
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = Field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: str | None = Field(default=None, repr=False)
+    ssl_crlfile: str | None = None
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSecurityConfig:
+        if self.security_protocol.startswith("SASL") and (
+            self.sasl_mechanism is None or self.sasl_plain_username is None or self.sasl_plain_password is None
+        ):
+            raise ValueError(
+                f"{self.security_protocol} needs sasl_mechanism, sasl_plain_username and sasl_plain_password"
+            )
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+class KafkaConfig(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "warden"
+    topics: TopicsConfig = TopicsConfig()
+    partitions: int = Field(default=4, ge=1, description="Partitions of topics Warden creates")
+    replication_factor: int = Field(default=1, ge=1)
+    transactions: bool = Field(default=True, description="Exactly-once; false gives at-least-once")
+    transactional_id_prefix: str = "warden"
+    transaction_timeout_ms: int = Field(default=30_000, ge=1000, description="A dead worker's open batch aborts after")
+    poll_timeout_ms: int = Field(default=500, ge=1)
+    max_poll_records: int = Field(default=2000, ge=1)
+    fetch_max_bytes: int = Field(default=52_428_800, ge=1024)
+    max_partition_fetch_bytes: int = Field(default=4_194_304, ge=1024)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    linger_ms: int = Field(default=5, ge=0)
+    batch_size: int = Field(default=262_144, ge=1024, description="Producer batch bytes")
+    max_record_bytes: int = Field(default=2_097_152, ge=1024, description="Largest record Warden produces (DLQ)")
+    security: KafkaSecurityConfig = KafkaSecurityConfig()
+
+
+class ServerConfig(_Section):
+    """The HTTP endpoint that serves /healthz and /metrics while ``warden run`` works."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=9308, ge=0, le=65535, description="0 picks a free port")
+    stall_after_s: int = Field(default=120, ge=1, description="/healthz fails if no loop turn for this long")
+
+
 class PipelineConfig(_Section):
     batch_size: int = Field(default=2000, ge=1, le=100_000, description="Records per batch / commit point")
 
@@ -168,6 +232,8 @@ class WardenConfig(_Section):
     state: StateConfig = StateConfig()
     detectors: DetectorsConfig = DetectorsConfig()
     enforcement: EnforcementConfig = EnforcementConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    server: ServerConfig = ServerConfig()
 
 
 class ConfigError(ValueError):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import socket
 import sys
 import tempfile
 import time
@@ -138,6 +140,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    overrides: dict[str, object] = {}
+    if args.bootstrap_servers:
+        overrides["bootstrap_servers"] = args.bootstrap_servers
+    if args.group_id:
+        overrides["group_id"] = args.group_id
+    if overrides:
+        config = config.model_copy(update={"kafka": config.kafka.model_copy(update=overrides)})
+    if args.metrics_port is not None:
+        config = config.model_copy(update={"server": config.server.model_copy(update={"port": args.metrics_port})})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Imported here so that replay and the demo never load the Kafka client.
+    from streams.worker import run_worker
+
+    run_worker(config, args.instance_id or socket.gethostname())
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     if args.write:
         for path in write_schemas():
@@ -188,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--findings", required=True)
     evaluation.add_argument("--grace-s", type=int, default=900, help="how long after a scenario a finding counts")
     evaluation.set_defaults(handler=cmd_evaluate)
+
+    run = commands.add_parser("run", help="run a consumer-group member on Kafka (exactly-once)")
+    run.add_argument("--bootstrap-servers", help="HOST:PORT[,HOST:PORT] (default from the config)")
+    run.add_argument("--config", help="YAML config (default: built-in defaults)")
+    run.add_argument("--group-id", help="consumer group (default from the config)")
+    run.add_argument("--instance-id", help="stable id of this worker, e.g. the pod name (default: hostname); "
+                     "a restart with the same id fences the old process's open transaction")
+    run.add_argument("--metrics-port", type=int, help="port for /metrics and /healthz (default from the config)")
+    run.set_defaults(handler=cmd_run)
 
     schema = commands.add_parser("schema", help="print the JSON Schemas of the contracts")
     schema.add_argument("name", nargs="?", choices=sorted(CONTRACTS))

@@ -95,8 +95,13 @@ class PartitionProcessor:
                 for subject, data in changes.items():
                     key = f"{self.partition}|{owner}|{store}|{subject}".encode()
                     value = None if data is None else orjson.dumps(data)
-                    records.append(OutputRecord(Channel.STATE, key, value))
+                    records.append(OutputRecord(Channel.STATE, key, value, partition=self.partition))
         return records
+
+    def apply_state_record(self, key: bytes, value: bytes | None) -> None:
+        """Replay one changelog record written by ``state_changes``."""
+        _, owner, store, subject = key.decode().split("|", 3)
+        self.apply_state(owner, store, subject, None if value is None else orjson.loads(value))
 
     def apply_state(self, owner: str, store: str, subject: str, data: dict[str, Any] | None) -> None:
         if owner == POLICY_STATE:
@@ -119,10 +124,16 @@ class Pipeline:
 
     def processor(self, partition: int) -> PartitionProcessor:
         found = self.processors.get(partition)
-        if found is None:
-            found = PartitionProcessor(partition, self.config, Channel.STATE in self.channels)
-            self.processors[partition] = found
-        return found
+        return self.reset_partition(partition) if found is None else found
+
+    def reset_partition(self, partition: int) -> PartitionProcessor:
+        """A fresh processor for a newly assigned partition, to be filled from its changelog."""
+        self.processors[partition] = PartitionProcessor(partition, self.config, Channel.STATE in self.channels)
+        return self.processors[partition]
+
+    def drop_partition(self, partition: int) -> None:
+        """Forget a revoked partition; its state lives on in the changelog for the next owner."""
+        self.processors.pop(partition, None)
 
     def process(self, records: list[SourceRecord]) -> BatchResult:
         result = BatchResult()

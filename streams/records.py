@@ -31,3 +31,4 @@ class OutputRecord:
     key: bytes | None
     value: bytes | None  # None is a tombstone (state changelog deletes)
     headers: tuple[tuple[str, bytes], ...] = field(default=())
+    partition: int | None = None  # pinned partition (the changelog follows its input partition)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from models.config import WardenConfig
+from streams import metrics
 from streams.pipeline import BatchResult, Pipeline
 from streams.sink import Sink
 from streams.source import Source
@@ -62,6 +64,7 @@ class Runner:
         positions: dict[int, int] = {}
         for record in records:
             positions[record.partition] = max(positions.get(record.partition, 0), record.offset + 1)
+        started = time.perf_counter()
         self.sink.begin()
         try:
             result = self.pipeline.process(records)
@@ -69,8 +72,10 @@ class Runner:
                 self.sink.add(output)
             self.sink.commit(self.source, positions)
         except BaseException:
+            metrics.TRANSACTIONS.labels("aborted").inc()
             self.sink.abort()
             raise
+        metrics.record_batch(result, time.perf_counter() - started)
         self.summary.add(result)
         return result
 

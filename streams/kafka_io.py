@@ -1,0 +1,241 @@
+"""Kafka backends: a consumer-group source that restores partition state on assignment, and a
+transactional sink that commits outputs, state changes and consumed offsets together."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from models.config import KafkaConfig
+from streams.records import Channel, OutputRecord, SourceRecord
+from streams.sink import Sink
+from streams.source import Source
+
+log = logging.getLogger(__name__)
+
+RESTORE_TIMEOUT_S = 120.0
+
+
+def ensure_topics(config: KafkaConfig) -> None:
+    """Create Warden's topics if missing: inputs and outputs with the configured partitions; the
+    changelog compacted and with as many partitions as the input, since it follows them."""
+    topics = config.topics
+    large = {"max.message.bytes": str(config.max_record_bytes + 65_536)}
+    wanted = [
+        NewTopic(topics.telemetry, config.partitions, config.replication_factor),
+        NewTopic(topics.findings, config.partitions, config.replication_factor),
+        NewTopic(topics.actions, config.partitions, config.replication_factor),
+        NewTopic(topics.dead_letters, config.partitions, config.replication_factor, topic_configs=large),
+        NewTopic(topics.state, config.partitions, config.replication_factor,
+                 topic_configs={"cleanup.policy": "compact", **large}),
+    ]
+    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap_servers, **config.security.client_options())
+    try:
+        existing = set(admin.list_topics())
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker created them first
+                admin.create_topics(missing)
+            admin.wait_for_topics([topic.name for topic in missing], timeout_ms=30_000)
+    finally:
+        admin.close()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        for tp in revoked:
+            self.source.on_revoke(tp.partition)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        for tp in sorted(assigned, key=lambda tp: tp.partition):
+            self.source.on_assign(tp.partition)
+
+
+AssignHook = Callable[[int], None]
+
+
+class KafkaSource(Source):
+    """One consumer-group member on the telemetry topic. Offsets are committed by the sink.
+
+    ``on_assign``/``on_revoke`` hooks let the runner restore and drop per-partition state while
+    the consumer rebalances, before any record of a newly assigned partition is processed.
+    """
+
+    def __init__(self, config: KafkaConfig, client_id: str) -> None:
+        self.config = config
+        self.topic = config.topics.telemetry
+        self.name = self.topic
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=config.bootstrap_servers,
+            group_id=config.group_id,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=config.max_poll_records,
+            fetch_max_bytes=config.fetch_max_bytes,
+            max_partition_fetch_bytes=config.max_partition_fetch_bytes,
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, config.session_timeout_ms // 4),
+            **config.security.client_options(),
+        )
+        self.assign_hooks: list[AssignHook] = []
+        self.revoke_hooks: list[AssignHook] = []
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+
+    def on_assign(self, partition: int) -> None:
+        for hook in self.assign_hooks:
+            hook(partition)
+
+    def on_revoke(self, partition: int) -> None:
+        for hook in self.revoke_hooks:
+            hook(partition)
+
+    def poll(self, max_records: int) -> list[SourceRecord]:
+        batch = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms, max_records=max_records)
+        records: list[SourceRecord] = []
+        for tp in sorted(batch, key=lambda tp: tp.partition):
+            records.extend(SourceRecord(r.value, tp.partition, r.offset, r.key) for r in batch[tp])
+        return records
+
+    @property
+    def exhausted(self) -> bool:
+        return False
+
+    def offsets(self, positions: dict[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {TopicPartition(self.topic, p): OffsetAndMetadata(offset, "", -1) for p, offset in positions.items()}
+
+    def commit(self, positions: dict[int, int]) -> None:
+        self.consumer.commit(self.offsets(positions))
+
+    def rewind(self) -> list[int]:
+        """Seek every assigned partition back to its committed offset; returns the partitions."""
+        partitions = sorted(self.consumer.assignment(), key=lambda tp: tp.partition)
+        for tp in partitions:
+            committed = self.consumer.committed(tp)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+        return [tp.partition for tp in partitions]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def read_changelog(config: KafkaConfig, partition: int, apply: Callable[[bytes, bytes | None], None]) -> int:
+    """Replay the committed changelog of one partition from the start to its end; returns records read."""
+    tp = TopicPartition(config.topics.state, partition)
+    reader = KafkaConsumer(
+        bootstrap_servers=config.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_bytes=config.fetch_max_bytes,
+        max_partition_fetch_bytes=config.max_partition_fetch_bytes,
+        **config.security.client_options(),
+    )
+    try:
+        reader.assign([tp])
+        reader.seek_to_beginning(tp)
+        end = reader.end_offsets([tp])[tp]
+        deadline = time.monotonic() + RESTORE_TIMEOUT_S
+        applied = 0
+        while reader.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"changelog partition {partition} not restored within {RESTORE_TIMEOUT_S}s")
+            for records in reader.poll(timeout_ms=500).values():
+                for record in records:
+                    apply(record.key, record.value)
+                    applied += 1
+        return applied
+    finally:
+        reader.close()
+
+
+class KafkaSink(Sink):
+    """Produces findings, actions, dead letters and state changes; with transactions on, each batch's
+    records and its consumed offsets commit in one Kafka transaction (exactly-once)."""
+
+    def __init__(self, config: KafkaConfig, source: KafkaSource, instance_id: str) -> None:
+        self.config = config
+        self.source = source
+        topics = config.topics
+        self._topics = {
+            Channel.FINDINGS: topics.findings,
+            Channel.ACTIONS: topics.actions,
+            Channel.DEAD_LETTERS: topics.dead_letters,
+            Channel.STATE: topics.state,
+        }
+        options: dict[str, Any] = {
+            "bootstrap_servers": config.bootstrap_servers,
+            "client_id": f"{config.transactional_id_prefix}-{instance_id}",
+            "linger_ms": config.linger_ms,
+            "batch_size": config.batch_size,
+            "max_request_size": config.max_record_bytes + 65_536,
+            **config.security.client_options(),
+        }
+        if config.transactions:
+            # A stable id per instance: a restarted worker fences its dead predecessor at once.
+            options["transactional_id"] = f"{config.transactional_id_prefix}-{instance_id}"
+            options["transaction_timeout_ms"] = config.transaction_timeout_ms
+        else:
+            options["acks"] = "all"
+        self.producer = KafkaProducer(**options)
+        if config.transactions:
+            self.producer.init_transactions()
+        self._open = False
+
+    def channels(self) -> frozenset[Channel]:
+        return frozenset(self._topics)
+
+    def begin(self) -> None:
+        if self.config.transactions:
+            self.producer.begin_transaction()
+            self._open = True
+
+    def add(self, record: OutputRecord) -> None:
+        self.producer.send(
+            self._topics[record.channel],
+            value=record.value,
+            key=record.key,
+            headers=list(record.headers) or None,
+            partition=record.partition,
+        )
+
+    def flush(self) -> None:
+        self.producer.flush()
+
+    def commit(self, source: Source, positions: dict[int, int]) -> None:
+        if not self.config.transactions:
+            super().commit(source, positions)
+            return
+        self.producer.send_offsets_to_transaction(self.source.offsets(positions), self.source.consumer.group_metadata())
+        self.producer.commit_transaction()
+        self._open = False
+
+    def abort(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                self.producer.abort_transaction()
+            except Exception:
+                log.exception("abort_transaction failed")
+
+    def close(self) -> None:
+        self.abort()
+        self.producer.close()

@@ -1,0 +1,108 @@
+"""``warden run``: one consumer-group member running the pipeline on Kafka, exactly once.
+
+Each batch is one transaction holding its findings, actions, dead letters, state changes and
+consumed offsets. A partition's state is rebuilt from the compacted changelog when the partition
+is assigned; a failed batch is aborted, the worker rewinds to the committed offsets and restores
+the state of its partitions, so nothing is lost and nothing is emitted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+from kafka.errors import KafkaError, ProducerFencedError
+
+from models.config import WardenConfig
+from streams import metrics
+from streams.health import serve
+from streams.kafka_io import KafkaSink, KafkaSource, ensure_topics, read_changelog
+from streams.runner import Runner
+
+log = logging.getLogger(__name__)
+
+
+class KafkaWorker:
+    def __init__(self, config: WardenConfig, instance_id: str) -> None:
+        self.config = config
+        self.instance_id = instance_id
+        self.stopping = threading.Event()
+        self.last_turn = time.monotonic()
+        kafka = config.kafka
+        ensure_topics(kafka)
+        self.source = KafkaSource(kafka, client_id=f"warden-{instance_id}")
+        # The sink's init_transactions comes before the first poll: it fences a crashed predecessor
+        # with the same instance id and aborts its open batch before we read anything.
+        self.sink = KafkaSink(kafka, self.source, instance_id)
+        self.runner = Runner(config, self.source, self.sink)
+        self.source.assign_hooks.append(self.restore_partition)
+        self.source.revoke_hooks.append(self.drop_partition)
+        self.source.subscribe()
+
+    def restore_partition(self, partition: int) -> None:
+        processor = self.runner.pipeline.reset_partition(partition)
+        applied = read_changelog(self.config.kafka, partition, processor.apply_state_record)
+        metrics.RESTORED_STATE_RECORDS.inc(applied)
+        metrics.ASSIGNED_PARTITIONS.set(len(self.runner.pipeline.processors))
+        log.info("partition %d assigned: restored %d state records", partition, applied)
+
+    def drop_partition(self, partition: int) -> None:
+        self.runner.pipeline.drop_partition(partition)
+        metrics.ASSIGNED_PARTITIONS.set(len(self.runner.pipeline.processors))
+        log.info("partition %d revoked", partition)
+
+    def recover(self) -> None:
+        """After an aborted batch: back to the committed offsets, and state to what was committed."""
+        for partition in self.source.rewind():
+            self.restore_partition(partition)
+
+    def healthy(self) -> tuple[bool, str]:
+        idle = time.monotonic() - self.last_turn
+        if idle > self.config.server.stall_after_s:
+            return False, f"stalled: no loop turn for {idle:.0f}s"
+        return True, f"ok: {len(self.runner.pipeline.processors)} partitions"
+
+    def run(self) -> None:
+        server = serve(self.config.server.host, self.config.server.port, self.healthy)
+        log.info("warden run: instance %s, /metrics and /healthz on port %d", self.instance_id, server.server_port)
+        try:
+            while not self.stopping.is_set():
+                self.last_turn = time.monotonic()
+                try:
+                    self.runner.step()
+                except ProducerFencedError:
+                    log.error("fenced: another worker took over instance id %s; stopping", self.instance_id)
+                    raise
+                except KafkaError as error:
+                    log.warning("batch aborted (%s); rewinding to committed offsets", error)
+                    self.recover()
+                self._update_gauges()
+        finally:
+            server.shutdown()
+            self.close()
+
+    def _update_gauges(self) -> None:
+        counts: dict[str, int] = {}
+        for processor in self.runner.pipeline.processors.values():
+            for name, count in processor.subject_counts().items():
+                counts[name] = counts.get(name, 0) + count
+        for name, count in counts.items():
+            metrics.STATE_SUBJECTS.labels(name).set(count)
+
+    def stop(self, signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current batch, then closing", signum)
+        self.stopping.set()
+
+    def close(self) -> None:
+        self.sink.close()
+        self.source.close()
+
+
+def run_worker(config: WardenConfig, instance_id: str) -> None:
+    worker = KafkaWorker(config, instance_id)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    worker.run()

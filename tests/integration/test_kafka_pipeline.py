@@ -1,0 +1,108 @@
+"""``warden run`` on a real broker: equals replay, dead letters, crashes, broker restart, failover."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.kafka_support import Deployment, broker, sorted_values, stop_worker
+
+pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("kafka_broker")]
+
+Telemetry = tuple[Path, list[bytes], list[bytes]]
+
+
+def test_run_gives_the_same_actions_and_findings_as_replay(telemetry: Telemetry, tmp_path: Path) -> None:
+    events, actions, findings = telemetry
+    deployment = Deployment(tmp_path)
+    worker = deployment.start_worker("e2e")
+    deployment.produce_lines(events.read_bytes().splitlines())
+    deployment.wait_until_consumed()
+    assert stop_worker(worker) == 0, "SIGTERM must close the worker cleanly"
+    assert sorted_values(deployment.read_committed("actions")) == actions
+    assert sorted_values(deployment.read_committed("findings")) == findings
+    keys = {key for key, value, _ in deployment.read_committed("actions")}
+    assert all(key and key.startswith(b"acct-") for key in keys), "actions are keyed by account_id"
+
+
+def test_malformed_records_land_in_the_dlq_with_reasons_and_nothing_else_is_lost(
+    telemetry: Telemetry, tmp_path: Path
+) -> None:
+    events, actions, _ = telemetry
+    lines = events.read_bytes().splitlines()
+    junk = [b'{"event_id": "x", "ts": "2026-01-05T00:00:00Z"', b"\xff\xfe\x00binary", b'{"event_id": "y"}',
+            b'{"event_id":"z","ts":"2026-01-05T01:00:00Z","account_id":"a","api_key_id":"k","ip":"1.1.1.1",'
+            b'"endpoint":"/v1/x","method":"GET","status":"bad","credits":0}']
+    mixed = lines[:1000] + junk[:2] + lines[1000:5000] + junk[2:] + lines[5000:]
+    deployment = Deployment(tmp_path)
+    worker = deployment.start_worker("dlq")
+    deployment.produce_lines(mixed)
+    deployment.wait_until_consumed()
+    stop_worker(worker)
+    letters = deployment.read_committed("dead_letters")
+    assert sorted(value for _, value, _ in letters) == sorted(junk)
+    for _, _, headers in letters:
+        assert headers["reason"] and headers["partition"].isdigit() and headers["offset"].isdigit()
+    reasons = b" ".join(headers["reason"] for _, _, headers in letters)
+    assert b"status" in reasons and b"Field required" in reasons and b"Invalid JSON" in reasons
+    assert sorted_values(deployment.read_committed("actions")) == actions
+
+
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(telemetry: Telemetry, tmp_path: Path) -> None:
+    events, actions, findings = telemetry
+    deployment = Deployment(tmp_path, batch_size=200)
+    deployment.produce_lines(events.read_bytes().splitlines())
+    chance = random.Random(2026)
+    kills = 0
+    while kills < 10:
+        worker = deployment.start_worker("crashy")
+        time.sleep(chance.uniform(2.0, 6.0))
+        if worker.poll() is not None:
+            raise AssertionError(f"worker exited by itself with {worker.returncode}")
+        worker.kill()
+        worker.wait()
+        kills += 1
+    worker = deployment.start_worker("crashy")
+    deployment.wait_until_consumed(timeout_s=300)
+    stop_worker(worker)
+    got = sorted_values(deployment.read_committed("actions"))
+    assert len(got) == len(set(got)), "duplicate actions after crashes"
+    assert got == actions
+    assert sorted_values(deployment.read_committed("findings")) == findings
+
+
+def test_broker_restart_mid_stream_loses_nothing(telemetry: Telemetry, tmp_path: Path) -> None:
+    events, actions, _ = telemetry
+    deployment = Deployment(tmp_path, batch_size=200)
+    deployment.produce_lines(events.read_bytes().splitlines())
+    worker = deployment.start_worker("steady")
+    time.sleep(4)
+    broker("stop")
+    time.sleep(3)
+    broker("start")
+    deployment.wait_until_consumed(timeout_s=300)
+    assert worker.poll() is None, "the worker must ride out a broker restart"
+    stop_worker(worker)
+    assert sorted_values(deployment.read_committed("actions")) == actions
+
+
+def test_failover_to_a_second_worker_restores_state(telemetry: Telemetry, tmp_path: Path) -> None:
+    events, actions, findings = telemetry
+    lines = events.read_bytes().splitlines()
+    deployment = Deployment(tmp_path, batch_size=200)
+    first, second = deployment.start_worker("one"), deployment.start_worker("two")
+    time.sleep(8)  # both join the group and split the partitions
+    deployment.produce_lines(lines[: len(lines) // 2])
+    time.sleep(3)
+    first.kill()
+    first.wait()
+    deployment.produce_lines(lines[len(lines) // 2 :])
+    deployment.wait_until_consumed(timeout_s=300)
+    stop_worker(second)
+    got = sorted_values(deployment.read_committed("actions"))
+    assert len(got) == len(set(got))
+    assert got == actions
+    assert sorted_values(deployment.read_committed("findings")) == findings

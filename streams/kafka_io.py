@@ -73,14 +73,17 @@ class KafkaSource(Source):
     the consumer rebalances, before any record of a newly assigned partition is processed.
     """
 
-    def __init__(self, config: KafkaConfig, client_id: str) -> None:
+    def __init__(self, config: KafkaConfig, instance_id: str) -> None:
         self.config = config
         self.topic = config.topics.telemetry
         self.name = self.topic
         self.consumer = KafkaConsumer(
             bootstrap_servers=config.bootstrap_servers,
             group_id=config.group_id,
-            client_id=client_id,
+            client_id=f"warden-{instance_id}",
+            # Static membership: a restarted worker with the same id takes its partitions back at once,
+            # without waiting out the dead member's session or rebalancing the whole group.
+            group_instance_id=f"{config.transactional_id_prefix}-{instance_id}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",

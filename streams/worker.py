@@ -33,7 +33,7 @@ class KafkaWorker:
         self.last_turn = time.monotonic()
         kafka = config.kafka
         ensure_topics(kafka)
-        self.source = KafkaSource(kafka, client_id=f"warden-{instance_id}")
+        self.source = KafkaSource(kafka, instance_id)
         # The sink's init_transactions comes before the first poll: it fences a crashed predecessor
         # with the same instance id and aborts its open batch before we read anything.
         self.sink = KafkaSink(kafka, self.source, instance_id)

@@ -16,6 +16,9 @@ from typing import Any
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from models.config import load_config
+from streams.kafka_io import ensure_topics
+
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
 PORT = int(os.environ.get("WARDEN_TEST_KAFKA_PORT", "19092"))
@@ -67,6 +70,8 @@ class Deployment:
         }
         self.config_path = self.directory / f"warden-{suffix}.yaml"
         self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        # Topics exist before anything is produced, as in a deployment (auto-create is off).
+        ensure_topics(load_config(self.config_path).kafka)
 
     def start_worker(self, instance: str) -> subprocess.Popen[bytes]:
         log = open(self.directory / f"worker-{instance}.log", "ab")  # noqa: SIM115 - owned by the process

@@ -55,16 +55,19 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(telemetry: Telemet
     events, actions, findings = telemetry
     deployment = Deployment(tmp_path, batch_size=200)
     deployment.produce_lines(events.read_bytes().splitlines())
+    total = sum(deployment.input_end_offsets().values())
     chance = random.Random(2026)
-    kills = 0
-    while kills < 10:
+    progress = []
+    for _ in range(10):
         worker = deployment.start_worker("crashy")
-        time.sleep(chance.uniform(2.0, 6.0))
+        time.sleep(chance.uniform(2.0, 5.0))
         if worker.poll() is not None:
             raise AssertionError(f"worker exited by itself with {worker.returncode}")
         worker.kill()
         worker.wait()
-        kills += 1
+        progress.append(sum(deployment.committed_offsets().values()))
+    mid_stream = [done for done in progress if 0 < done < total]
+    assert len(set(mid_stream)) >= 3, f"too few kills landed mid-stream: {progress} of {total}"
     worker = deployment.start_worker("crashy")
     deployment.wait_until_consumed(timeout_s=300)
     stop_worker(worker)

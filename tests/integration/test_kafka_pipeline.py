@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from pathlib import Path
 
@@ -105,7 +106,28 @@ def test_failover_to_a_second_worker_restores_state(telemetry: Telemetry, tmp_pa
     deployment.produce_lines(lines[len(lines) // 2 :])
     deployment.wait_until_consumed(timeout_s=300)
     stop_worker(second)
+    log = (tmp_path / "worker-two.log").read_bytes()
+    restored = re.findall(rb"partition \d+ assigned: restored (\d+) state records", log)
+    assert any(int(count) > 0 for count in restored), "the survivor must restore the dead worker's partition state"
     got = sorted_values(deployment.read_committed("actions"))
     assert len(got) == len(set(got))
     assert got == actions
     assert sorted_values(deployment.read_committed("findings")) == findings
+
+
+def test_without_transactions_delivery_is_at_least_once_with_deterministic_ids(
+    telemetry: Telemetry, tmp_path: Path
+) -> None:
+    events, actions, _ = telemetry
+    deployment = Deployment(tmp_path, batch_size=300, extra={"transactions": False})
+    deployment.produce_lines(events.read_bytes().splitlines())
+    for _ in range(3):
+        worker = deployment.start_worker("plain")
+        time.sleep(4)
+        worker.kill()
+        worker.wait()
+    worker = deployment.start_worker("plain")
+    deployment.wait_until_consumed(timeout_s=300)
+    stop_worker(worker)
+    got = sorted_values(deployment.read_committed("actions"))
+    assert sorted(set(got)) == actions, "deduped by their deterministic ids, the actions equal replay's"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,13 @@ def test_run_gives_the_same_actions_and_findings_as_replay(telemetry: Telemetry,
     worker = deployment.start_worker("e2e")
     deployment.produce_lines(events.read_bytes().splitlines())
     deployment.wait_until_consumed()
+    port = int(re.findall(rb"/healthz on port (\d+)", (tmp_path / "worker-e2e.log").read_bytes())[0])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as health:
+        assert health.status == 200 and health.read().startswith(b"ok")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as scrape:
+        exposition = scrape.read().decode()
+    consumed = re.search(r'^warden_events_consumed_total\{outcome="ok"\} (\S+)$', exposition, re.MULTILINE)
+    assert consumed and float(consumed.group(1)) == len(events.read_bytes().splitlines())
     assert stop_worker(worker) == 0, "SIGTERM must close the worker cleanly"
     assert sorted_values(deployment.read_committed("actions")) == actions
     assert sorted_values(deployment.read_committed("findings")) == findings

@@ -106,6 +106,23 @@ class MinorSafetyConfig(DetectorConfig):
     near_hits_to_escalate: int = Field(default=3, ge=2, description="Near-threshold prompts that escalate")
     near_window_s: PositiveSeconds = 7 * 86_400
     redacted_excerpt: bool = Field(default=False, description="Put a redacted excerpt in the evidence")
+    learned_model: bool = Field(default=True, description="Combine the scikit-learn prompt model with the lexicon")
+    model_weight: Fraction = Field(
+        default=0.65,
+        description="The model's probability is scaled by this: below hit_threshold, so the model alone "
+        "can make a prompt near-threshold (escalating on repeats) but never a clear hit",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> MinorSafetyConfig:
+        if self.near_threshold >= self.hit_threshold:
+            raise ValueError(f"near_threshold {self.near_threshold} must be below hit_threshold {self.hit_threshold}")
+        if self.model_weight >= self.hit_threshold:
+            raise ValueError(
+                f"model_weight {self.model_weight} must be below hit_threshold {self.hit_threshold}: "
+                "the model alone must never make a clear hit"
+            )
+        return self
 
 
 class DetectorsConfig(_Section):

@@ -1,0 +1,77 @@
+"""Undo the disguises people put on words to slip past a lexicon.
+
+Every form a prompt is matched in comes from here, and the lexicon's own terms pass through the
+same ``fold`` so that both sides agree on accents, case and confusables. Digits are read for ages
+before leetspeak turns them into letters.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u034f"))
+
+# Cyrillic and Greek letters drawn like Latin ones (NFKC leaves them alone, as they are real letters).
+# Lower case only: text is lower-cased first. A compact table rather than a dependency: these are the
+# letters that spell the lexicon's words, and a full confusables database would map far more than that.
+_CONFUSABLES = str.maketrans(
+    {
+        "а": "a", "в": "b", "г": "r", "д": "d", "е": "e", "ё": "e", "з": "3", "и": "u", "і": "i", "ї": "i",
+        "ј": "j", "к": "k", "л": "n", "м": "m", "н": "h", "о": "o", "п": "n", "р": "p", "с": "c", "т": "t",
+        "у": "y", "х": "x", "ѕ": "s", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l", "ь": "b", "ү": "y", "һ": "h",
+        "α": "a", "β": "b", "γ": "y", "δ": "d", "ε": "e", "η": "n", "ι": "i", "κ": "k", "μ": "u", "ν": "v",
+        "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ϲ": "c", "ѵ": "v", "ɑ": "a", "ɡ": "g",
+        "ı": "i", "ȷ": "j", "ℓ": "l",
+    }
+)
+_LEET = {"0": "o", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s", "!": "i", "+": "t", "|": "l"}
+# "1" stands for both i and l ("k1d", "1ittle"), so the text is read once with each.
+_LEET_I = str.maketrans({**_LEET, "1": "i"})
+_LEET_L = str.maketrans({**_LEET, "1": "l"})
+# Letters or digits split by one repeated space or punctuation mark ("n u d e", "n.u.d.e", "1 3") are
+# joined back; the same mark throughout keeps "a k.i.d" from swallowing the article.
+_SPLIT_WORD = re.compile(r"(?<![^\W_])[^\W_]([\s.\-_*·•,'~/\\])[^\W_](?:\1[^\W_])+(?![^\W_])")
+_SPLIT_NUMBER = re.compile(r"(?<!\d)\d(?:[\s.\-_*·•,'~]\d)+(?!\d)")
+_SEPARATORS = re.compile(r"[\s.\-_*·•,'~/\\]")
+_STRETCHED = re.compile(r"(\w)\1{2,}")
+_SPACES = re.compile(r"\s+")
+
+
+def fold(text: str) -> str:
+    """Compatibility forms (fullwidth, mathematical letters), zero-width characters, case, confusables and
+    accents all folded away; CJK and digits are kept."""
+    text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).lower().translate(_CONFUSABLES)
+    decomposed = unicodedata.normalize("NFD", text)
+    text = unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
+    return _SPACES.sub(" ", text).strip()
+
+
+def _joined(text: str) -> str:
+    text = _SPLIT_NUMBER.sub(lambda m: _SEPARATORS.sub("", m.group(0)), text)
+    return _SPLIT_WORD.sub(lambda m: _SEPARATORS.sub("", m.group(0)), text)
+
+
+def plain_form(text: str) -> str:
+    """Folded with split words and numbers joined: the form ages and grades are read from."""
+    return _joined(fold(text))
+
+
+def word_forms(plain: str) -> list[str]:
+    """The forms lexicon words are matched in: as written, with leetspeak read both ways, and with
+    stretched letters ("nuuude", "sexxxy") squeezed to two and to one."""
+    forms = [plain]
+    for table in (_LEET_I, _LEET_L):
+        forms.append(_joined(plain.translate(table)))
+    squeezed = [_STRETCHED.sub(r"\1\1", form) for form in forms] + [_STRETCHED.sub(r"\1", form) for form in forms]
+    return list(dict.fromkeys(forms + squeezed))
+
+
+MATCH_SEPARATOR = "\x00"
+"""Joins a prompt's forms into one string for a single regex pass; no lexicon pattern crosses it."""
+
+
+def matching_text(text: str) -> tuple[str, str]:
+    """(plain form, every word form joined by ``MATCH_SEPARATOR``) for one prompt."""
+    plain = plain_form(text)
+    return plain, MATCH_SEPARATOR.join(word_forms(plain))

@@ -1,0 +1,115 @@
+"""Scores a prompt 0..1 from the lexicon and the learned model together.
+
+The lexicon alone decides a clear hit: a strong minor indicator together with strong sexual or
+exploitative intent, where a false accusation is grave. The model reads the phrasing the lexicon has
+no word for; its probability is weighted by ``model_weight`` (below the hit threshold), so a learned
+score can make a prompt near-threshold, which escalates only when an account repeats it, but never
+suspends an account by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from detectors.minor_safety.lexicon import (
+    ADULT_ASSERTION,
+    AGE_PATTERNS,
+    CATEGORIES,
+    DEPICTION,
+    PROTECTIVE_CONTEXT,
+    WORD_AGE,
+    Signal,
+)
+from detectors.minor_safety.model import PromptModel
+from detectors.minor_safety.normalise import matching_text
+from models.config import MinorSafetyConfig
+
+CLEAR_HIT = 0.95
+"""Lexicon score of a strong minor indicator with strong intent."""
+ONE_SIDE_WEAK = 0.65
+"""Lexicon score when one of the two signals is only weak ("teen", "sex"): near-threshold."""
+BOTH_WEAK = 0.35
+"""Lexicon score when both are weak: recorded, below the near threshold."""
+EXCUSED = 0.2
+"""Ceiling when a protective context (policy, medicine, prevention) explains the terms and nothing is depicted."""
+
+
+@dataclass(frozen=True, slots=True)
+class LexiconMatch:
+    score: float
+    categories: tuple[str, ...]
+    minor: bool
+    intent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PromptScore:
+    score: float
+    categories: tuple[str, ...]
+    lexicon_score: float
+    model_probability: float
+
+
+def _stated_minor_age(plain: str) -> bool:
+    ages = (int(match.group(1)) for pattern in AGE_PATTERNS for match in pattern.finditer(plain))
+    return any(0 < age < 18 for age in ages) or WORD_AGE.search(plain) is not None
+
+
+def lexicon_match(text: str) -> LexiconMatch:
+    """The lexicon's reading of one prompt, with the categories that matched (names, never the words)."""
+    plain, forms = matching_text(text)
+    found: dict[str, tuple[Signal, bool]] = {}
+    if _stated_minor_age(plain):
+        found["stated_age_under_18"] = (Signal.MINOR, True)
+    for category in CATEGORIES:
+        if category.pattern.search(forms):
+            signal, strong = found.get(category.name, (category.signal, False))
+            found[category.name] = (signal, strong or category.strong)
+    adult = ADULT_ASSERTION.search(forms) is not None
+    if adult:
+        # "teen" beside a stated adult is an adult's youth; strong indicators stand regardless.
+        found.pop("teen_term", None)
+    minor = [strong for signal, strong in found.values() if signal is Signal.MINOR]
+    intent = [strong for signal, strong in found.values() if signal is Signal.INTENT]
+    categories = sorted(found)
+    if adult:
+        categories.append("adult_stated")
+    if not minor or not intent:
+        score = 0.0
+    elif any(minor) and any(intent):
+        score = CLEAR_HIT
+    elif any(minor) or any(intent):
+        score = ONE_SIDE_WEAK
+    else:
+        score = BOTH_WEAK
+    if score > EXCUSED and PROTECTIVE_CONTEXT.search(forms) and not DEPICTION.search(forms):
+        score = EXCUSED
+        categories.append("protective_context")
+    return LexiconMatch(score, tuple(categories), bool(minor), bool(intent))
+
+
+class PromptScorer:
+    """Lexicon plus the learned model, over a batch of prompts in one vectorised model call."""
+
+    def __init__(self, config: MinorSafetyConfig, model: PromptModel | None) -> None:
+        self.config = config
+        self.model = model
+
+    def score_batch(self, prompts: Sequence[str]) -> list[PromptScore]:
+        matches = [lexicon_match(prompt) for prompt in prompts]
+        if self.model is None or not prompts:
+            return [PromptScore(m.score, m.categories, m.score, 0.0) for m in matches]
+        learned = self.model.probabilities(prompts)
+        return [self._combine(match, float(p)) for match, p in zip(matches, learned, strict=True)]
+
+    def score(self, prompt: str) -> PromptScore:
+        return self.score_batch([prompt])[0]
+
+    def _combine(self, match: LexiconMatch, probability: float) -> PromptScore:
+        learned = probability * self.config.model_weight
+        score = max(match.score, learned)
+        categories = match.categories
+        if learned > match.score and learned >= self.config.near_threshold:
+            categories = (*categories, "learned_model")
+        return PromptScore(round(score, 4), categories, match.score, round(probability, 4))

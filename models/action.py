@@ -46,6 +46,10 @@ class ActionReason(BaseModel):
     clauses: list[str]
     summary: str
     score: float
+    rule: str = Field(default="", description="The ladder rung that decided, e.g. 'crawler ladder step 2 of 3'")
+    figures: dict[str, float | int | bool] = Field(
+        default_factory=dict, description="The finding's key figures (numbers only: never ids or text)"
+    )
 
 
 class EnforcementAction(BaseModel):
@@ -63,6 +67,9 @@ class EnforcementAction(BaseModel):
     severity: Severity
     mode: ActionMode
     requires_review: bool
+    preserve_evidence: bool = Field(
+        default=False, description="Keep the findings' evidence (event ids, hashes) beyond normal retention"
+    )
     supersedes: str | None = None
     policy_version: str
 
@@ -72,3 +79,17 @@ class EnforcementAction(BaseModel):
 
     def active_at(self, when: datetime) -> bool:
         return self.expires_at is None or when < self.expires_at
+
+
+class ActionReversal(BaseModel):
+    """A lifted action fed back by a reviewer (``enforcement.reversals.v1`` or ``warden replay --reversals``).
+
+    The evidence the action rested on counts as reviewed: it does not trigger again, new evidence does.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: EnforcementAction = Field(description="The action as Warden emitted it")
+    lifted_at: UtcTimestamp
+    author: str = Field(min_length=1)
+    reason: str = Field(min_length=1)

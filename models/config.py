@@ -5,14 +5,18 @@ A bad config stops the start with the field and the reason (see ``load_config``)
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from models.action import ActionKind
+from models.action import ActionKind, ActionScope
 from models.finding import Severity
+from models.timestamps import UtcTimestamp
 
 PositiveSeconds = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -136,9 +140,12 @@ class DetectorsConfig(_Section):
 
 
 class LadderStep(_Section):
+    """One rung: a measure of clause 4.2, on the account or on the finding's API key, for a duration."""
+
     action: ActionKind
+    scope: ActionScope = Field(default=ActionScope.ACCOUNT, description="api_key falls back to account if unknown")
     duration_s: PositiveSeconds | None = None
-    requires_review: bool = False
+    requires_review: bool = Field(default=False, description="A person confirms before it is final (always: terminate)")
 
     @model_validator(mode="after")
     def _duration_matches_action(self) -> LadderStep:
@@ -149,29 +156,128 @@ class LadderStep(_Section):
         return self
 
 
-def _default_severity_actions() -> dict[Severity, LadderStep | None]:
+class Ladder(_Section):
+    """One detector's graduated measures.
+
+    A finding enters at the step its severity names (1-based; null: no action), and climbs one
+    step for each earlier action of this ladder on the account within ``lookback_s``.
+    """
+
+    steps: list[LadderStep] = Field(min_length=1)
+    start_at: dict[Severity, int | None] = Field(description="Severity → first step (1-based); null: no action")
+    lookback_s: PositiveSeconds = Field(default=30 * 86_400, description="Earlier offences this recent escalate")
+    zero_tolerance: list[Severity] = Field(
+        default_factory=list,
+        description="Severities enforced at once: never shadow, never allowlisted, reviewed, evidence preserved",
+    )
+    requires_review: bool = Field(default=False, description="Every action of this ladder goes to a reviewer")
+    preserve_evidence: bool = Field(default=False, description="Every action flags its evidence for preservation")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Ladder:
+        missing = [s.value for s in Severity if s not in self.start_at]
+        if missing:
+            raise ValueError(f"start_at lacks {', '.join(missing)} (use null for no action)")
+        for severity, step in self.start_at.items():
+            if step is not None and not 1 <= step <= len(self.steps):
+                raise ValueError(f"start_at.{severity.value} is {step}: steps are numbered 1..{len(self.steps)}")
+        for number, (lower, upper) in enumerate(zip(self.steps, self.steps[1:], strict=False), start=2):
+            if upper.action.strength < lower.action.strength:
+                raise ValueError(f"step {number} ({upper.action.value}) is weaker than the step before it")
+        if self.zero_tolerance and not (self.requires_review and self.preserve_evidence):
+            raise ValueError("a zero_tolerance ladder needs requires_review and preserve_evidence")
+        return self
+
+    def step_for(self, severity: Severity, earlier_offences: int) -> int | None:
+        """The 0-based step for a finding of this severity after this many earlier offences."""
+        start = self.start_at[severity]
+        return None if start is None else min(start - 1 + earlier_offences, len(self.steps) - 1)
+
+
+def _default_ladders() -> dict[str, Ladder]:
+    by_severity = {Severity.LOW: None, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+    hour, day = 3600, 86_400
     return {
-        Severity.LOW: None,
-        Severity.MEDIUM: LadderStep(action=ActionKind.RESTRICT, duration_s=3600),
-        Severity.HIGH: LadderStep(action=ActionKind.SUSPEND, duration_s=86_400),
-        Severity.CRITICAL: LadderStep(action=ActionKind.SUSPEND, duration_s=30 * 86_400, requires_review=True),
+        "traffic_anomaly": Ladder(
+            steps=[
+                LadderStep(action=ActionKind.RESTRICT, duration_s=hour),
+                LadderStep(action=ActionKind.RESTRICT, duration_s=6 * hour),
+                LadderStep(action=ActionKind.RESTRICT, duration_s=day),
+            ],
+            start_at=by_severity,
+        ),
+        "key_sharing": Ladder(
+            steps=[
+                LadderStep(action=ActionKind.RESTRICT, scope=ActionScope.API_KEY, duration_s=day),
+                LadderStep(action=ActionKind.SUSPEND, scope=ActionScope.API_KEY, duration_s=7 * day),
+                LadderStep(action=ActionKind.SUSPEND, duration_s=7 * day, requires_review=True),
+            ],
+            start_at=by_severity,
+        ),
+        "crawler": Ladder(
+            steps=[
+                LadderStep(action=ActionKind.RESTRICT, scope=ActionScope.API_KEY, duration_s=hour),
+                LadderStep(action=ActionKind.SUSPEND, scope=ActionScope.API_KEY, duration_s=day),
+                LadderStep(action=ActionKind.TERMINATE, requires_review=True),
+            ],
+            start_at={**by_severity, Severity.CRITICAL: 2},
+        ),
+        "minor_safety": Ladder(
+            steps=[LadderStep(action=ActionKind.SUSPEND, duration_s=30 * day, requires_review=True)],
+            start_at={Severity.LOW: None, Severity.MEDIUM: None, Severity.HIGH: 1, Severity.CRITICAL: 1},
+            zero_tolerance=[Severity.CRITICAL],
+            requires_review=True,
+            preserve_evidence=True,
+        ),
     }
 
 
-class EnforcementConfig(_Section):
-    """The minimal policy: one measure per finding severity, deduped while an equal one is active."""
+class AllowlistKind(StrEnum):
+    ACCOUNT = "account"
+    API_KEY = "api_key"
+    CIDR = "cidr"
+    USER_AGENT = "user_agent"
 
-    severity_actions: dict[Severity, LadderStep | None] = Field(default_factory=_default_severity_actions)
-    key_scoped_detectors: list[str] = Field(
-        default_factory=lambda: ["key_sharing", "crawler"],
-        description="Detectors whose actions target the API key rather than the whole account",
-    )
+
+class AllowlistEntry(_Section):
+    """A verified partner: its findings lead to no action while the entry is in force (zero tolerance excepted).
+
+    ``cidr`` and ``user_agent`` entries match the event that completed the finding; ``user_agent``
+    is a case-insensitive regular expression searched in the user agent.
+    """
+
+    kind: AllowlistKind
+    value: str = Field(min_length=1)
+    author: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    expires_at: UtcTimestamp | None = Field(default=None, description="Event time the entry lapses; null: never")
 
     @model_validator(mode="after")
-    def _every_severity_mapped(self) -> EnforcementConfig:
-        missing = [s.value for s in Severity if s not in self.severity_actions]
-        if missing:
-            raise ValueError(f"severity_actions lacks {', '.join(missing)} (use null for no action)")
+    def _value_parses(self) -> AllowlistEntry:
+        if self.kind is AllowlistKind.CIDR:
+            try:
+                ipaddress.ip_network(self.value)
+            except ValueError as error:
+                raise ValueError(f"cidr {self.value!r} is not a network: {error}") from None
+        if self.kind is AllowlistKind.USER_AGENT:
+            try:
+                re.compile(self.value)
+            except re.error as error:
+                raise ValueError(f"user_agent pattern {self.value!r} is not a regular expression: {error}") from None
+        return self
+
+
+class EnforcementConfig(_Section):
+    """Findings → actions: a ladder per detector, allowlisted partners. A detector without a ladder only reports."""
+
+    ladders: dict[str, Ladder] = Field(default_factory=_default_ladders)
+    allowlist: list[AllowlistEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_detectors(self) -> EnforcementConfig:
+        unknown = sorted(set(self.ladders) - set(DetectorsConfig.model_fields))
+        if unknown:
+            raise ValueError(f"ladders for unknown detectors {unknown}; known: {sorted(DetectorsConfig.model_fields)}")
         return self
 
 
@@ -181,6 +287,7 @@ class TopicsConfig(_Section):
     actions: str = "enforcement.actions.v1"
     dead_letters: str = "warden.dlq.v1"
     state: str = "warden.state.v1"
+    reversals: str = "enforcement.reversals.v1"
 
 
 class KafkaSecurityConfig(_Section):

@@ -15,6 +15,8 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
+from enforcement.backtest import compare, format_backtest
+from models.action import ActionReversal, EnforcementAction
 from models.config import ConfigError, WardenConfig, load_config
 from models.finding import Finding
 from models.schemas import CONTRACTS, schema_text, write_schemas
@@ -34,6 +36,7 @@ def replay_file(
     input_path: Path,
     outputs: dict[Channel, Path],
     show_progress: bool = False,
+    reversals: list[ActionReversal] | None = None,
 ) -> RunSummary:
     """The embedded pipeline over one file: the same input and config give byte-identical outputs."""
     source = JsonlFileSource(input_path)
@@ -47,14 +50,16 @@ def replay_file(
         bar.set_postfix(events=summary.events, dead=summary.invalid, refresh=False)
 
     try:
-        return Runner(config, source, sink).run_to_end(advance)
+        runner = Runner(config, source, sink)
+        runner.pipeline.add_reversals(reversals or [])
+        return runner.run_to_end(advance)
     finally:
         bar.close()
         source.close()
         sink.close()
 
 
-M = TypeVar("M", Finding, ScenarioTruth)
+M = TypeVar("M", Finding, ScenarioTruth, EnforcementAction, ActionReversal)
 
 
 def read_jsonl_models(path: Path, model: type[M]) -> list[M]:
@@ -80,12 +85,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
     }
     started = time.perf_counter()
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    summary = replay_file(config, Path(args.input), outputs, show_progress=show)
+    summary = replay_file(config, Path(args.input), outputs, show_progress=show, reversals=_reversals(args))
     elapsed = time.perf_counter() - started
     print(summary.table())
     rate = summary.records / elapsed if elapsed > 0 else 0.0
     print(f"{summary.records:,} records in {elapsed:.1f}s ({rate:,.0f}/s)")
     print(f"dead letters → {outputs[Channel.DEAD_LETTERS]}")
+    return 0
+
+
+def _reversals(args: argparse.Namespace) -> list[ActionReversal]:
+    return read_jsonl_models(Path(args.reversals), ActionReversal) if args.reversals else []
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """The same history under config A and config B, in-process; prints what B changes, per detector."""
+    configs = {"a": _config(args.config_a), "b": _config(args.config_b)}
+    reversals = _reversals(args)
+    actions: dict[str, list[EnforcementAction]] = {}
+    with tempfile.TemporaryDirectory(prefix="warden-backtest-") as scratch:
+        for name, config in configs.items():
+            outputs = {
+                channel: Path(scratch) / f"{name}-{channel.value}.jsonl"
+                for channel in (Channel.ACTIONS, Channel.FINDINGS, Channel.DEAD_LETTERS)
+            }
+            replay_file(config, Path(args.input), outputs, reversals=reversals)
+            actions[name] = read_jsonl_models(outputs[Channel.ACTIONS], EnforcementAction)
+    print(f"A = {args.config_a or 'defaults'} ({configs['a'].policy_version}): {len(actions['a'])} actions")
+    print(f"B = {args.config_b or 'defaults'} ({configs['b'].policy_version}): {len(actions['b'])} actions")
+    print(format_backtest(compare(actions["a"], actions["b"]), examples=args.examples))
     return 0
 
 
@@ -155,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Imported here so that replay and the demo never load the Kafka client.
     from streams.worker import run_worker
 
-    run_worker(config, args.instance_id or socket.gethostname())
+    run_worker(config, args.instance_id or socket.gethostname(), config_path=args.config)
     return 0
 
 
@@ -196,7 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", help="YAML config (default: built-in defaults)")
     replay.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")
+    replay.add_argument("--reversals", metavar="FILE", help="lifted actions (ActionReversal JSONL) to honour")
     replay.set_defaults(handler=cmd_replay)
+
+    backtest = commands.add_parser("backtest", help="replay one file under two configs; print what B changes")
+    backtest.add_argument("input", help="telemetry JSONL or JSONL.gz")
+    backtest.add_argument("--config-a", help="the baseline config (default: built-in defaults)")
+    backtest.add_argument("--config-b", help="the candidate config (default: built-in defaults)")
+    backtest.add_argument("--reversals", metavar="FILE", help="lifted actions (ActionReversal JSONL), for both")
+    backtest.add_argument("--examples", type=int, default=3, help="examples shown per detector and kind")
+    backtest.set_defaults(handler=cmd_backtest)
 
     simulate = commands.add_parser("simulate", help="write synthetic telemetry with labelled abuse scenarios")
     _add_simulation_options(simulate, accounts=200, hours=6)

@@ -34,6 +34,7 @@ def ensure_topics(config: KafkaConfig) -> None:
         NewTopic(topics.telemetry, config.partitions, config.replication_factor),
         NewTopic(topics.findings, config.partitions, config.replication_factor),
         NewTopic(topics.actions, config.partitions, config.replication_factor),
+        NewTopic(topics.reversals, config.partitions, config.replication_factor),
         NewTopic(topics.dead_letters, config.partitions, config.replication_factor, topic_configs=large),
         NewTopic(topics.state, config.partitions, config.replication_factor,
                  topic_configs={"cleanup.policy": "compact", **large}),

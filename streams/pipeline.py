@@ -16,7 +16,7 @@ import orjson
 from detectors.base import Detector
 from detectors.registry import build_detectors
 from enforcement.policy import EnforcementPolicy
-from models.action import EnforcementAction
+from models.action import ActionReversal, EnforcementAction
 from models.config import WardenConfig
 from models.finding import Finding
 from models.telemetry import TelemetryEvent
@@ -50,7 +50,7 @@ class PartitionProcessor:
 
     def _all_stores(self) -> list[Any]:
         stores = [store for detector in self.detectors for store in detector.stores().values()]
-        return [*stores, self.policy.active]
+        return [*stores, *self.policy.stores().values()]
 
     def process(self, events: list[TelemetryEvent]) -> tuple[list[Finding], list[EnforcementAction]]:
         findings: list[Finding] = []
@@ -61,7 +61,7 @@ class PartitionProcessor:
             for detector in self.detectors:
                 for finding in detector.observe(event):
                     findings.append(finding)
-                    action = self.policy.decide(finding)
+                    action = self.policy.decide(finding, event)
                     if action is not None:
                         actions.append(action)
             if event.ts_ms > self.watermark_ms:
@@ -77,8 +77,24 @@ class PartitionProcessor:
             return
         for detector in self.detectors:
             detector.expire(self.watermark_ms)
-        self.policy.active.expire(self.watermark_ms)
+        self.policy.expire(self.watermark_ms)
         self._next_sweep_ms = self.watermark_ms + self.config.state.sweep_interval_s * 1000
+
+    def apply_reversals(self, reversals: list[ActionReversal]) -> None:
+        for reversal in reversals:
+            self.policy.apply_reversal(reversal)
+
+    def reconfigured(self, config: WardenConfig) -> PartitionProcessor:
+        """The same partition under a new config (hot reload), keeping every detector's and the policy's state."""
+        fresh = PartitionProcessor(self.partition, config, changelog=self.policy.active.track_changes)
+        previous = {detector.name: detector for detector in self.detectors}
+        for detector in fresh.detectors:
+            if detector.name in previous:
+                detector.restore(previous[detector.name].snapshot())
+        fresh.policy.restore(self.policy.snapshot())
+        fresh.watermark_ms = self.watermark_ms
+        fresh._next_sweep_ms = self._next_sweep_ms
+        return fresh
 
     def subject_counts(self) -> dict[str, int]:
         return {detector.name: detector.subject_count() for detector in self.detectors}
@@ -89,7 +105,7 @@ class PartitionProcessor:
         owners: list[tuple[str, dict[str, dict[str, dict[str, Any] | None]]]] = [
             (detector.name, detector.drain_changes()) for detector in self.detectors
         ]
-        owners.append((POLICY_STATE, {"active": self.policy.active.drain_changes()}))
+        owners.append((POLICY_STATE, self.policy.drain_changes()))
         for owner, stores in owners:
             for store, changes in stores.items():
                 for subject, data in changes.items():
@@ -105,7 +121,7 @@ class PartitionProcessor:
 
     def apply_state(self, owner: str, store: str, subject: str, data: dict[str, Any] | None) -> None:
         if owner == POLICY_STATE:
-            self.policy.active.apply_change(subject, data)
+            self.policy.apply_change(store, subject, data)
             return
         for detector in self.detectors:
             if detector.name == owner:
@@ -121,6 +137,8 @@ class Pipeline:
         self.source_name = source_name
         self.processors: dict[int, PartitionProcessor] = {}
         self.totals: Counter[str] = Counter()
+        # Lifted actions by id; every partition gets them, since the one owning the account is the one they match.
+        self.reversals: dict[str, ActionReversal] = {}
 
     def processor(self, partition: int) -> PartitionProcessor:
         found = self.processors.get(partition)
@@ -129,7 +147,20 @@ class Pipeline:
     def reset_partition(self, partition: int) -> PartitionProcessor:
         """A fresh processor for a newly assigned partition, to be filled from its changelog."""
         self.processors[partition] = PartitionProcessor(partition, self.config, Channel.STATE in self.channels)
+        self.processors[partition].apply_reversals(list(self.reversals.values()))
         return self.processors[partition]
+
+    def add_reversals(self, reversals: list[ActionReversal]) -> None:
+        """Manual reversals: applied to every partition now and to every partition assigned later."""
+        self.reversals.update((reversal.action.action_id, reversal) for reversal in reversals)
+        for partition in sorted(self.processors):
+            self.processors[partition].apply_reversals(reversals)
+
+    def reconfigure(self, config: WardenConfig) -> None:
+        """Hot reload between batches: new thresholds, ladders and policy version; all state is kept."""
+        self.config = config
+        for partition in sorted(self.processors):
+            self.processors[partition] = self.processors[partition].reconfigured(config)
 
     def drop_partition(self, partition: int) -> None:
         """Forget a revoked partition; its state lives on in the changelog for the next owner."""

@@ -20,15 +20,19 @@ from models.config import WardenConfig
 from streams import metrics
 from streams.health import serve
 from streams.kafka_io import KafkaSink, KafkaSource, ensure_topics, read_changelog
+from streams.reload import reload_config
+from streams.reversals import ReversalFeed
 from streams.runner import Runner
 
 log = logging.getLogger(__name__)
 
 
 class KafkaWorker:
-    def __init__(self, config: WardenConfig, instance_id: str) -> None:
+    def __init__(self, config: WardenConfig, instance_id: str, config_path: str | None = None) -> None:
         self.config = config
         self.instance_id = instance_id
+        self.config_path = config_path
+        self.reload_requested = threading.Event()
         self.stopping = threading.Event()
         self.last_turn = time.monotonic()
         kafka = config.kafka
@@ -38,6 +42,7 @@ class KafkaWorker:
         # with the same instance id and aborts its open batch before we read anything.
         self.sink = KafkaSink(kafka, self.source, instance_id)
         self.runner = Runner(config, self.source, self.sink)
+        self.reversals = ReversalFeed(kafka)
         self.source.assign_hooks.append(self.restore_partition)
         self.source.revoke_hooks.append(self.drop_partition)
         self.source.subscribe()
@@ -45,6 +50,8 @@ class KafkaWorker:
     def restore_partition(self, partition: int) -> None:
         processor = self.runner.pipeline.reset_partition(partition)
         applied = read_changelog(self.config.kafka, partition, processor.apply_state_record)
+        # The changelog may predate a reversal this worker has already read; applying it again is idempotent.
+        processor.apply_reversals(list(self.runner.pipeline.reversals.values()))
         metrics.RESTORED_STATE_RECORDS.inc(applied)
         metrics.ASSIGNED_PARTITIONS.set(len(self.runner.pipeline.processors))
         log.info("partition %d assigned: restored %d state records", partition, applied)
@@ -71,6 +78,7 @@ class KafkaWorker:
         try:
             while not self.stopping.is_set():
                 self.last_turn = time.monotonic()
+                self.between_batches()
                 try:
                     self.runner.step()
                 except ProducerFencedError:
@@ -92,6 +100,22 @@ class KafkaWorker:
         for name, count in counts.items():
             metrics.STATE_SUBJECTS.labels(name).set(count)
 
+    # Enforcement inputs other than telemetry: config reload and reviewers' reversals, applied between batches.
+
+    def between_batches(self) -> None:
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            reload_config(self.runner, self.config_path)
+            self.config = self.runner.config
+        reversals = self.reversals.poll()
+        if reversals:
+            self.runner.pipeline.add_reversals(reversals)
+            log.info("applied %d reversals", len(reversals))
+
+    def request_reload(self, signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: reloading the config before the next batch", signum)
+        self.reload_requested.set()
+
     def stop(self, signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current batch, then closing", signum)
         self.stopping.set()
@@ -99,10 +123,12 @@ class KafkaWorker:
     def close(self) -> None:
         self.sink.close()
         self.source.close()
+        self.reversals.close()
 
 
-def run_worker(config: WardenConfig, instance_id: str) -> None:
-    worker = KafkaWorker(config, instance_id)
+def run_worker(config: WardenConfig, instance_id: str, config_path: str | None = None) -> None:
+    worker = KafkaWorker(config, instance_id, config_path)
+    signal.signal(signal.SIGHUP, worker.request_reload)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     worker.run()

@@ -22,8 +22,9 @@ def test_shipped_default_config_is_valid_and_equals_the_built_in_defaults() -> N
         ({"detectors": {"crawler": {"window_s": "soon"}}}, "detectors.crawler.window_s", "integer"),
         ({"detectors": {"crawlr": {}}}, "detectors.crawlr", "Extra inputs"),
         ({"state": {"max_subjects": 0}}, "state.max_subjects", "greater than or equal"),
-        ({"enforcement": {"severity_actions": {"high": {"action": "terminate", "duration_s": 60}}}},
-         "enforcement.severity_actions.high", "terminate is permanent"),
+        ({"enforcement": {"ladders": {"crawler": {"steps": [{"action": "terminate", "duration_s": 60}],
+                                                  "start_at": {}}}}},
+         "enforcement.ladders.crawler.steps.0", "terminate is permanent"),
         ({"detectors": {"crawler": {"signal_weights": {"telepathy": 1}}}}, "detectors.crawler", "unknown signals"),
     ],
 )

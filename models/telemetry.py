@@ -6,7 +6,7 @@ from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.timestamps import UtcTimestamp, to_epoch_ms
+from models.timestamps import EventTimestamp, to_epoch_ms
 
 
 class TelemetryEvent(BaseModel):
@@ -15,7 +15,7 @@ class TelemetryEvent(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=False)
 
     event_id: str = Field(min_length=1, max_length=256, description="Unique id of this call")
-    ts: UtcTimestamp = Field(description="Event time: RFC 3339 or epoch milliseconds; normalised to UTC")
+    ts: EventTimestamp = Field(description="Event time: RFC 3339 or epoch milliseconds; normalised to UTC")
     account_id: str = Field(min_length=1, max_length=256)
     api_key_id: str = Field(min_length=1, max_length=256, description="The key's id, never the secret")
     ip: str = Field(min_length=2, max_length=64, description="Client IP address (v4 or v6)")

@@ -40,11 +40,11 @@ def test_ts_accepts_rfc3339_and_epoch_ms_and_normalises_to_utc(ts: object) -> No
     assert json.loads(event.model_dump_json())["ts"] == "2026-01-05T10:00:00.000Z"
 
 
-@pytest.mark.parametrize("ts", ["2026-01-05T10:00:00", "yesterday", True, -5, None])
+@pytest.mark.parametrize("ts", ["2026-01-05T10:00:00", "yesterday", True, -5, None, 10**17, "2026-13-01T00:00:00Z"])
 def test_bad_ts_is_refused_naming_the_field(ts: object) -> None:
     with pytest.raises(ValidationError) as info:
         TelemetryEvent.model_validate({**EVENT, "ts": ts})
-    assert [error["loc"] for error in info.value.errors()] == [("ts",)]
+    assert [error["loc"][0] for error in info.value.errors()] == ["ts"]
 
 
 def test_unknown_fields_are_kept() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from models.action import EnforcementAction
+from models.timestamps import format_timestamp
 
 # What a consumer carries out; ids and policy_version differ by construction and are not compared.
 _COMPARED = ("scope", "action", "duration_s", "mode", "requires_review", "preserve_evidence", "api_key_id")
@@ -72,9 +73,9 @@ def format_backtest(diffs: dict[str, DetectorDiff], examples: int = 3) -> str:
         lines.append("(no actions under either config)")
     for detector, diff in diffs.items():
         for action in diff.added[:examples]:
-            lines.append(f"  {detector} + {action.account_id} {action.ts.isoformat()}: {_describe(action)}")
+            lines.append(f"  {detector} + {action.account_id} {format_timestamp(action.ts)}: {_describe(action)}")
         for action in diff.removed[:examples]:
-            lines.append(f"  {detector} - {action.account_id} {action.ts.isoformat()}: {_describe(action)}")
+            lines.append(f"  {detector} - {action.account_id} {format_timestamp(action.ts)}: {_describe(action)}")
         for a, b in diff.changed[:examples]:
-            lines.append(f"  {detector} ~ {a.account_id} {a.ts.isoformat()}: {_describe(a)} → {_describe(b)}")
+            lines.append(f"  {detector} ~ {a.account_id} {format_timestamp(a.ts)}: {_describe(a)} → {_describe(b)}")
     return "\n".join(lines)

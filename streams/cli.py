@@ -1,4 +1,4 @@
-"""The ``warden`` command line: demo, replay, simulate, evaluate, schema."""
+"""The ``warden`` command line: demo, replay, backtest, simulate, evaluate, schema, run."""
 
 from __future__ import annotations
 

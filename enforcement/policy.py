@@ -55,6 +55,9 @@ class LadderHistory:
     last_seen_ms: int
     offences_ms: list[int] = field(default_factory=list)
     reviewed_until_ms: int | None = None
+    # Zero tolerance must never miss a new prompt that arrives late in event time: for it, only the evidence
+    # of a lifted action itself counts as reviewed, not everything up to the (wall-clock) lift.
+    lifted_evidence_until_ms: int | None = None
 
     def dump(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,9 +66,10 @@ class LadderHistory:
     def load(cls, data: dict[str, Any]) -> LadderHistory:
         return cls(**data)
 
-    def reviewed(self, finding: Finding) -> bool:
+    def reviewed(self, finding: Finding, zero_tolerance: bool) -> bool:
         """Whether the finding rests on evidence a reviewer has already cleared."""
-        return self.reviewed_until_ms is not None and to_epoch_ms(finding.window_start) <= self.reviewed_until_ms
+        until_ms = self.lifted_evidence_until_ms if zero_tolerance else self.reviewed_until_ms
+        return until_ms is not None and to_epoch_ms(finding.window_start) <= until_ms
 
     def mark_reviewed(self, until_ms: int) -> None:
         self.reviewed_until_ms = until_ms if self.reviewed_until_ms is None else max(self.reviewed_until_ms, until_ms)
@@ -121,7 +125,7 @@ class EnforcementPolicy:
         now_ms = to_epoch_ms(finding.ts)
         history = self.history.touch(_history_key(mode, finding.detector, finding.account_id), now_ms)
         history.last_seen_ms = max(history.last_seen_ms, now_ms)
-        if history.reviewed(finding):
+        if history.reviewed(finding, zero_tolerance):
             return None
         if not zero_tolerance and self.allowlist.match(finding, event) is not None:
             # The entry is the reviewer's verdict on this evidence: it stays cleared once the entry lapses.
@@ -215,6 +219,7 @@ class EnforcementPolicy:
         for detector in sorted({reason.detector for reason in lifted.reasons}):
             history = self.history.touch(_history_key(lifted.mode, detector, lifted.account_id), reviewed_until_ms)
             history.mark_reviewed(reviewed_until_ms)
+            history.lifted_evidence_until_ms = max(history.lifted_evidence_until_ms or action_ms, action_ms)
             history.offences_ms = [t for t in history.offences_ms if t != action_ms]
 
     # The store plumbing the pipeline uses for sweeps, the changelog and hot reload.

@@ -201,6 +201,15 @@ def test_a_reversal_read_before_the_replay_prevents_the_action() -> None:
     assert policy.decide(finding("crawler", minutes=0)) is None
 
 
+def test_a_lifted_zero_tolerance_action_never_hides_a_new_prompt_that_arrives_late() -> None:
+    policy = EnforcementPolicy(WardenConfig())
+    action = decide(policy, "minor_safety", Severity.CRITICAL, minutes=0, window_minutes=0)
+    policy.apply_reversal(reversal(action, minutes=60))
+    assert policy.decide(finding("minor_safety", Severity.CRITICAL, minutes=0, window_minutes=0)) is None
+    late = decide(policy, "minor_safety", Severity.CRITICAL, minutes=30, window_minutes=0)  # before the lift
+    assert late.action is ActionKind.SUSPEND and late.requires_review
+
+
 # 5. Review and readable reasons; the zero-tolerance path
 
 def test_zero_tolerance_enforces_at_once_even_in_shadow_and_preserves_evidence() -> None:

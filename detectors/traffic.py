@@ -1,108 +1,254 @@
-"""Abnormal traffic: an account's request rate against its own smoothed level (clauses 7.1, 11.1(5))."""
+"""Abnormal traffic (clauses 7.1, 11.1(5)): each account and API key against its own seasonal history.
+
+Per subject and event-time bucket, three signals: requests (volume), credits burnt, and
+auth / rate-limit errors (401, 403, 429 by default). Each has its own ``SeasonalModel`` (level,
+hour-of-day and day-of-week profile, robust scale, CUSUM), learned from closed buckets, empty
+ones included. The open bucket is scored as it fills: a partial count only grows, so when it is
+already far above the full bucket's expectation the surge is real and is flagged at once.
+
+A new subject is compared with configured population priors, which its own history replaces
+over ``warmup_buckets``; upward-only scoring never expects less than the prior meanwhile, so a
+subject is never flagged just for being new. The priors are configured rather than learned from
+the partition's other accounts, so that a subject's findings never depend on which accounts
+share its partition (replay and any partitioning agree).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from detectors.base import Detector, cooling_down, new_store
+from detectors.seasonal import Assessment, Prior, SeasonalModel, SeasonalParams, SeasonalState
 from detectors.state import SubjectStore
 from models.config import StateConfig, TrafficAnomalyConfig
 from models.finding import Finding, Severity, SubjectType
 from models.telemetry import TelemetryEvent
+from models.timestamps import format_timestamp, from_epoch_ms
+
+
+class Signal(StrEnum):
+    VOLUME = "volume"
+    CREDITS = "credits"
+    ERRORS = "errors"
+
+
+_UNITS = {Signal.VOLUME: "requests", Signal.CREDITS: "credits", Signal.ERRORS: "auth/rate-limit errors"}
+
+
+def model_params(config: TrafficAnomalyConfig, *, two_sided: bool, unit: float | None) -> SeasonalParams:
+    """The online model's settings from the config: one source for the detector and score-series."""
+    return SeasonalParams(
+        level_alpha=config.level_alpha,
+        season_alpha=config.season_alpha,
+        scale_alpha=config.scale_alpha,
+        season_shrinkage=config.season_shrinkage,
+        huber_z=config.huber_z,
+        cusum_drift=config.cusum_drift,
+        cusum_limit=config.cusum_limit,
+        alarm_z=config.alarm_z,
+        score_slope=config.score_slope,
+        min_scale=config.min_scale,
+        warmup=config.warmup_buckets,
+        two_sided=two_sided,
+        unit=unit,
+        unit_fraction=config.series_unit_fraction,
+    )
+
+
+def series_params(config: TrafficAnomalyConfig) -> SeasonalParams:
+    """For any univariate series: a drop is as anomalous as a rise, and the asinh unit is learned from
+    the series (its values are not request counts, where one request is the natural unit)."""
+    return model_params(config, two_sided=True, unit=None)
 
 
 @dataclass(slots=True)
-class AccountRate:
+class TrafficSubject:
+    """One account's or key's open bucket and the three signal models."""
+
     last_seen_ms: int
     bucket: int = -1
-    count: int = 0
-    level: float = 0.0
-    buckets_seen: int = 0
+    requests: int = 0
+    credits: float = 0.0
+    errors: int = 0
     last_flag_ms: int | None = None
+    models: dict[str, SeasonalState] = field(default_factory=lambda: {s.value: SeasonalState() for s in Signal})
 
     def dump(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "last_seen_ms": self.last_seen_ms,
+            "bucket": self.bucket,
+            "requests": self.requests,
+            "credits": self.credits,
+            "errors": self.errors,
+            "last_flag_ms": self.last_flag_ms,
+            "models": {name: state.dump() for name, state in self.models.items()},
+        }
 
     @classmethod
-    def load(cls, data: dict[str, Any]) -> AccountRate:
-        return cls(**data)
+    def load(cls, data: dict[str, Any]) -> TrafficSubject:
+        models = {name: SeasonalState.load(state) for name, state in data["models"].items()}
+        return cls(**{**data, "models": models})
+
+    def observed(self, signal: Signal) -> float:
+        if signal is Signal.VOLUME:
+            return float(self.requests)
+        if signal is Signal.CREDITS:
+            return self.credits
+        return float(self.errors)
+
+
+@dataclass(frozen=True, slots=True)
+class _Flag:
+    signal: Signal
+    observed: float
+    assessment: Assessment
+    ratio: float
 
 
 class TrafficAnomalyDetector(Detector):
-    """Flags a bucket whose count exceeds ``surge_ratio`` × the expected level.
-
-    The expected level is an EWMA of the account's own past buckets; until ``warmup_buckets``
-    have been seen, the population prior is a floor, so a new account is never flagged just
-    for being new. Surging buckets are clipped before they teach the level, so a long surge
-    does not become the new normal.
-    """
+    """Flags surges, sustained step changes and error storms per account and per API key."""
 
     name = "traffic_anomaly"
-    model_version = "traffic-ewma-0.1"
+    model_version = "traffic-seasonal-1.0"
     clauses = ("7.1", "11.1(5)")
 
     def __init__(self, config: TrafficAnomalyConfig, state: StateConfig) -> None:
         self.config = config
-        self.accounts: SubjectStore[AccountRate] = new_store(AccountRate, AccountRate.load, state)
+        self.bucket_ms = config.bucket_s * 1000
+        # Upward only: less traffic than usual is nobody's abuse.
+        self.params = {
+            Signal.VOLUME: model_params(config, two_sided=False, unit=config.count_unit),
+            Signal.CREDITS: model_params(config, two_sided=False, unit=config.credits_unit),
+            Signal.ERRORS: model_params(config, two_sided=False, unit=config.count_unit),
+        }
+        spread = config.prior_spread
+        self.priors = {
+            Signal.VOLUME: Prior(config.prior_rate_per_bucket, config.prior_rate_per_bucket * spread),
+            Signal.CREDITS: Prior(config.prior_credits_per_bucket, config.prior_credits_per_bucket * spread),
+            Signal.ERRORS: Prior(config.prior_errors_per_bucket, config.prior_errors_per_bucket * spread),
+        }
+        self.error_statuses = frozenset(config.error_statuses)
+        self.accounts: SubjectStore[TrafficSubject] = new_store(TrafficSubject, TrafficSubject.load, state)
+        # Keyed "account/key": a key's state stays scoped to its account, like every subject.
+        self.keys: SubjectStore[TrafficSubject] = new_store(TrafficSubject, TrafficSubject.load, state)
 
     def stores(self) -> dict[str, SubjectStore[Any]]:
-        return {"accounts": self.accounts}
+        return {"accounts": self.accounts, "keys": self.keys}
 
-    def expected_level(self, rate: AccountRate) -> float:
-        if rate.buckets_seen < self.config.warmup_buckets:
-            return max(rate.level, self.config.prior_rate_per_bucket)
-        return rate.level
+    def _model(self, subject: TrafficSubject, signal: Signal) -> SeasonalModel:
+        return SeasonalModel(self.params[signal], subject.models[signal.value], self.priors[signal])
 
-    def _close_buckets(self, rate: AccountRate, bucket: int) -> None:
+    def _close_buckets(self, subject: TrafficSubject, bucket: int) -> None:
+        """Teach each model the closed bucket, then the empty buckets of an idle spell (the most recent
+        ``max_gap_buckets``): quiet time is part of a subject's pattern."""
+        if subject.bucket >= 0:
+            empty = min(bucket - subject.bucket - 1, self.config.max_gap_buckets)
+            for signal in Signal:
+                model = self._model(subject, signal)
+                model.learn_one(subject.bucket * self.bucket_ms, subject.observed(signal))
+                for gap in range(bucket - empty, bucket):
+                    model.learn_one(gap * self.bucket_ms, 0.0)
+        subject.bucket = bucket
+        subject.requests, subject.credits, subject.errors = 0, 0.0, 0
+
+    def _update(self, subject: TrafficSubject, event: TelemetryEvent) -> None:
+        now = event.ts_ms
+        subject.last_seen_ms = max(subject.last_seen_ms, now)
+        bucket = now // self.bucket_ms
+        if bucket > subject.bucket:
+            self._close_buckets(subject, bucket)
+        # A late event (bucket already closed) counts in the open bucket: it was still this subject's load.
+        subject.requests += 1
+        subject.credits += event.credits
+        subject.errors += event.status in self.error_statuses
+
+    def _passes_floor(self, subject: TrafficSubject, signal: Signal) -> bool:
         cfg = self.config
-        if rate.bucket >= 0:
-            ceiling = max(self.expected_level(rate), 1.0) * cfg.surge_ratio
-            rate.level += cfg.level_alpha * (min(rate.count, ceiling) - rate.level)
-            rate.buckets_seen += 1
-            idle = min(bucket - rate.bucket - 1, 10_000)
-            if idle > 0:
-                rate.level *= (1.0 - cfg.level_alpha) ** idle
-                rate.buckets_seen += idle
-        rate.bucket = bucket
-        rate.count = 0
+        if signal is Signal.VOLUME:
+            return subject.requests >= cfg.min_bucket_events
+        if signal is Signal.CREDITS:
+            return subject.credits >= cfg.min_bucket_credits
+        return subject.errors >= cfg.min_error_events and subject.errors >= cfg.min_error_share * subject.requests
+
+    def _strongest_flag(self, subject: TrafficSubject) -> _Flag | None:
+        cfg = self.config
+        best: _Flag | None = None
+        bucket_start = subject.bucket * self.bucket_ms
+        for signal in Signal:
+            if not self._passes_floor(subject, signal):
+                continue
+            observed = subject.observed(signal)
+            assessment = self._model(subject, signal).assess(bucket_start, observed)
+            ratio = observed / max(assessment.expected, 1e-9)
+            # An error storm is judged by its share (the floor above), not by a ratio to a near-zero norm.
+            if assessment.score < cfg.flag_score or (signal is not Signal.ERRORS and ratio < cfg.surge_ratio):
+                continue
+            if best is None or assessment.score > best.assessment.score:
+                best = _Flag(signal, observed, assessment, ratio)
+        return best
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:
-        cfg = self.config
         now = event.ts_ms
-        rate = self.accounts.touch(event.account_id, now)
-        rate.last_seen_ms = max(rate.last_seen_ms, now)
-        bucket = now // (cfg.bucket_s * 1000)
-        if bucket > rate.bucket:
-            self._close_buckets(rate, bucket)
-        rate.count += 1
-        if rate.count < cfg.min_bucket_events or cooling_down(rate.last_flag_ms, now, cfg.cooldown_s):
+        account = self.accounts.touch(event.account_id, now)
+        key = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
+        self._update(account, event)
+        self._update(key, event)
+        # One finding per account and cooldown, about the account or about one of its keys, whichever
+        # shows first: a key's surge is usually its account's too, and one incident is one finding.
+        if cooling_down(account.last_flag_ms, now, self.config.cooldown_s):
             return []
-        expected = max(self.expected_level(rate), 1e-9)
-        ratio = rate.count / expected
-        if ratio < cfg.surge_ratio:
+        flag = self._strongest_flag(account)
+        if flag is not None:
+            account.last_flag_ms = now
+            return [self._finding(event, account, flag, SubjectType.ACCOUNT)]
+        flag = self._strongest_flag(key)
+        if flag is None:
             return []
-        rate.last_flag_ms = now
-        severity = Severity.HIGH if ratio >= 4 * cfg.surge_ratio else Severity.MEDIUM
-        return [
-            self.finding(
-                event,
-                subject_type=SubjectType.ACCOUNT,
-                subject_id=event.account_id,
-                api_key_id=None,
-                window_start_ms=bucket * cfg.bucket_s * 1000,
-                score=1.0 - cfg.surge_ratio / (2.0 * ratio),
-                severity=severity,
-                summary=(
-                    f"Account made {rate.count} calls in {cfg.bucket_s}s, {ratio:.1f}x its expected "
-                    f"{expected:.1f}: abnormal use (7.1, 11.1(5))."
-                ),
-                evidence={
-                    "bucket_count": rate.count,
-                    "expected": round(expected, 3),
-                    "ratio": round(ratio, 3),
-                    "buckets_seen": rate.buckets_seen,
-                    "event_ids": [event.event_id],
-                },
-            )
-        ]
+        account.last_flag_ms = key.last_flag_ms = now
+        return [self._finding(event, key, flag, SubjectType.API_KEY)]
+
+    def _finding(self, event: TelemetryEvent, subject: TrafficSubject, flag: _Flag, kind: SubjectType) -> Finding:
+        cfg = self.config
+        bucket_start_ms = subject.bucket * self.bucket_ms
+        history = subject.models[flag.signal.value].n
+        expected = flag.assessment.expected
+        who = "Account" if kind is SubjectType.ACCOUNT else f"API key {event.api_key_id}"
+        observed_text = f"{flag.observed:,.0f}"
+        if flag.signal is Signal.ERRORS:
+            detail = f"{subject.errors / subject.requests:.0%} of its {subject.requests} calls"
+        else:
+            detail = f"{flag.ratio:.1f}x the expected {expected:,.1f}"
+        summary = (
+            f"{who} had {observed_text} {_UNITS[flag.signal]} in the {cfg.bucket_s}s bucket from "
+            f"{format_timestamp(from_epoch_ms(bucket_start_ms))}, {detail} (z {flag.assessment.z:.1f}): "
+            f"abnormal use (7.1, 11.1(5))."
+        )
+        # Rejected calls cost the service little: an error storm alone never goes past medium.
+        high = flag.signal is not Signal.ERRORS and flag.ratio >= cfg.high_severity_ratio
+        severity = Severity.HIGH if high else Severity.MEDIUM
+        return self.finding(
+            event,
+            subject_type=kind,
+            subject_id=event.account_id if kind is SubjectType.ACCOUNT else event.api_key_id,
+            window_start_ms=bucket_start_ms,
+            score=flag.assessment.score,
+            severity=severity,
+            summary=summary,
+            evidence={
+                "signal": flag.signal.value,
+                "bucket_s": cfg.bucket_s,
+                "observed": round(flag.observed, 3),
+                "expected": round(expected, 3),
+                "ratio": round(flag.ratio, 3),
+                "z": round(flag.assessment.z, 3),
+                "cusum_z": round(flag.assessment.cusum_z, 3),
+                "requests": subject.requests,
+                "credits": round(subject.credits, 3),
+                "errors": subject.errors,
+                "history_buckets": history,
+                "cold_start": history < cfg.warmup_buckets,
+                "event_ids": [event.event_id],
+            },
+        )

@@ -40,15 +40,59 @@ class DetectorConfig(_Section):
 
 
 class TrafficAnomalyConfig(DetectorConfig):
-    """Per-account request rate against the account's own smoothed level (clauses 7.1, 11.1(5))."""
+    """Requests, credits and auth/rate-limit errors per event-time bucket, per account and per API key,
+    against each subject's own level and daily/weekly seasonality (clauses 7.1, 11.1(5))."""
 
     bucket_s: PositiveSeconds = 60
-    level_alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="EWMA weight of a new bucket")
-    warmup_buckets: int = Field(default=20, ge=1, description="Buckets seen before the own level is trusted")
-    prior_rate_per_bucket: float = Field(default=20.0, gt=0, description="Population prior for new accounts")
-    surge_ratio: float = Field(default=6.0, gt=1.0, description="Bucket count / expected level to flag")
-    min_bucket_events: int = Field(default=30, ge=1, description="Never flag a bucket smaller than this")
+    # The online model (detectors/seasonal.py); ``warden score-series`` uses the same values.
+    level_alpha: float = Field(default=0.02, gt=0.0, lt=1.0, description="EWMA weight of a new value in the level")
+    season_alpha: float = Field(
+        default=0.05, gt=0.0, lt=1.0, description="Weight of one more day (week) in an hour-of-day (day-of-week) slot"
+    )
+    scale_alpha: float = Field(default=0.02, gt=0.0, lt=1.0, description="EWMA weight in the absolute-deviation scale")
+    season_shrinkage: float = Field(
+        default=2.0, ge=0.0, description="Periods of history at which a seasonal offset counts half"
+    )
+    huber_z: float = Field(default=3.0, gt=0.0, description="Residuals beyond this z teach the model only this much")
+    cusum_drift: float = Field(default=1.5, ge=0.0, description="Per-value z allowance of the sustained-shift CUSUM")
+    cusum_limit: float = Field(default=15.0, gt=0.0, description="CUSUM that scores like a point at alarm_z")
+    alarm_z: float = Field(default=4.5, gt=0.0, description="Robust z that scores 0.5")
+    score_slope: float = Field(default=1.5, gt=0.0, description="Steepness of the z → 0..1 score logistic")
+    min_scale: float = Field(default=0.05, gt=0.0, description="Floor of the model's scale (asinh units)")
+    count_unit: float = Field(
+        default=10.0, gt=0.0, description="asinh unit of requests and errors per bucket: linear below, log above"
+    )
+    credits_unit: float = Field(default=10.0, gt=0.0, description="asinh unit of credits per bucket")
+    series_unit_fraction: float = Field(
+        default=5.0, gt=0.0, description="score-series: asinh unit as a multiple of the warm-up median |value|"
+    )
+    warmup_buckets: int = Field(default=20, ge=2, description="Values before a subject's own history fully counts")
+    # Cold start: configured population priors, the same on every partition, so any partitioning agrees.
+    prior_rate_per_bucket: float = Field(default=20.0, gt=0, description="Prior requests per bucket of a new subject")
+    prior_credits_per_bucket: float = Field(default=300.0, gt=0, description="Prior credits per bucket")
+    prior_errors_per_bucket: float = Field(default=2.0, gt=0, description="Prior 401/403/429 calls per bucket")
+    prior_spread: float = Field(default=1.0, gt=0, description="Prior scale as a multiple of the prior value")
+    # What makes a finding.
+    flag_score: float = Field(default=0.3, gt=0.0, lt=1.0, description="Model score at which a bucket is flagged")
+    surge_ratio: float = Field(default=3.0, gt=1.0, description="Observed / expected a volume or credit finding needs")
+    high_severity_ratio: float = Field(default=10.0, gt=1.0, description="Observed / expected that makes it high")
+    min_bucket_events: int = Field(default=20, ge=1, description="Never flag a bucket with fewer requests")
+    min_bucket_credits: float = Field(default=200.0, ge=0, description="Never flag a bucket burning fewer credits")
+    min_error_events: int = Field(default=15, ge=1, description="Never flag an error storm of fewer errors")
+    min_error_share: Fraction = Field(default=0.3, description="Share of the bucket's calls that are errors")
+    error_statuses: list[int] = Field(
+        default_factory=lambda: [401, 403, 429], description="HTTP codes that count as auth / rate-limit errors"
+    )
+    max_gap_buckets: int = Field(
+        default=1440, ge=1, description="Empty buckets learned after an idle spell, at most (older ones are skipped)"
+    )
     cooldown_s: PositiveSeconds = 3600
+
+    @model_validator(mode="after")
+    def _severity_above_flag(self) -> TrafficAnomalyConfig:
+        if self.high_severity_ratio < self.surge_ratio:
+            raise ValueError("high_severity_ratio must be at least surge_ratio")
+        return self
 
 
 class KeySharingConfig(DetectorConfig):

@@ -187,6 +187,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score_series(args: argparse.Namespace) -> int:
+    # The traffic detector's own model and settings, so a try on one's own metrics shows what it would do.
+    from detectors.traffic import series_params
+    from streams.series import SeriesFormatError, read_series, score_points, write_scores
+
+    config = _config(args.config)
+    try:
+        points = read_series(Path(args.input))
+    except SeriesFormatError as error:
+        print(f"warden: {args.input}: {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    scores = score_points(points, series_params(config.detectors.traffic_anomaly))
+    write_scores(Path(args.output), points, scores)
+    flagged = sum(1 for score in scores if score is not None and score >= args.threshold)
+    print(f"scored {len(points):,} points → {args.output}; {flagged:,} at or above {args.threshold}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     if args.write:
         for path in write_schemas():
@@ -255,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "a restart with the same id fences the old process's open transaction")
     run.add_argument("--metrics-port", type=int, help="port for /metrics and /healthz (default from the config)")
     run.set_defaults(handler=cmd_run)
+
+    score_series = commands.add_parser(
+        "score-series", help="anomaly scores (0..1) for a timestamp,value CSV with the traffic detector's model"
+    )
+    score_series.add_argument("input", help="CSV of timestamp,value (or TimeStamp,Value,Label; the label is ignored)")
+    score_series.add_argument("--output", required=True, help="CSV of timestamp,value,anomaly_score")
+    score_series.add_argument("--config", help="YAML config (default: built-in defaults)")
+    score_series.add_argument("--threshold", type=float, default=0.5, help="score counted as an alarm in the summary")
+    score_series.set_defaults(handler=cmd_score_series)
 
     schema = commands.add_parser("schema", help="print the JSON Schemas of the contracts")
     schema.add_argument("name", nargs="?", choices=sorted(CONTRACTS))

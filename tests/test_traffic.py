@@ -1,0 +1,235 @@
+"""The abnormal-traffic detector and its online model on small hand-made sequences, and score-series."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from benchmarks.nab_score import anomaly_windows, score_series
+from detectors.seasonal import SeasonalModel, SeasonalParams, SeasonalState
+from detectors.traffic import Signal, TrafficAnomalyDetector, series_params
+from models.config import StateConfig, TrafficAnomalyConfig
+from models.finding import Finding, SubjectType
+from streams.cli import main
+from streams.series import read_series, score_points
+from tests.conftest import EventFactory
+
+STATE = StateConfig()
+HOUR_MS = 3_600_000
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method: seeded, so every run sees the same 'noisy' traffic."""
+    limit, count, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count
+
+
+def feed(
+    detector: TrafficAnomalyDetector,
+    make_event: EventFactory,
+    rates: list[float],
+    *,
+    start_min: int = 0,
+    seed: int = 1,
+    bucket_s: int = 60,
+    **fields: object,
+) -> list[tuple[int, Finding]]:
+    """Poisson calls at ``rates[i]`` per bucket for bucket i; returns (bucket index, finding) pairs."""
+    rng = random.Random(seed)
+    found = []
+    for index, rate in enumerate(rates):
+        calls = poisson(rng, rate)
+        for call in range(calls):
+            offset = (start_min * 60 + index * bucket_s) + bucket_s * (call + 0.5) / calls
+            found += [(index, f) for f in detector.observe(make_event(offset, **fields))]
+    return found
+
+
+def test_a_surge_after_a_steady_hour_is_flagged_at_once_with_evidence(make_event: EventFactory) -> None:
+    detector = TrafficAnomalyDetector(TrafficAnomalyConfig(), STATE)
+    assert feed(detector, make_event, [5.0] * 60) == []
+    findings = [f for call in range(120) for f in detector.observe(make_event(3600 + call * 0.5))]
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.clauses == ["7.1", "11.1(5)"]
+    assert finding.subject_type is SubjectType.ACCOUNT and finding.subject_id == "acct-1"
+    evidence = finding.evidence
+    assert evidence["signal"] == "volume" and evidence["ratio"] >= 3 and evidence["z"] > 3
+    assert evidence["observed"] > evidence["expected"] * 3 and 3 < evidence["expected"] < 8
+    assert evidence["requests"] < 60, "flagged while the bucket was still filling"
+
+
+@pytest.mark.parametrize("cusum", [True, False])
+def test_a_sustained_step_change_is_caught_by_the_cusum(make_event: EventFactory, cusum: bool) -> None:
+    # +50 % is too small for any single bucket to stand out. The defaults leave steps under surge_ratio
+    # alone; an operator who wants them lowers the ratio gate and makes the CUSUM more sensitive.
+    config = TrafficAnomalyConfig(surge_ratio=1.3, cusum_drift=0.5, cusum_limit=8.0 if cusum else 1e9)
+    detector = TrafficAnomalyDetector(config, STATE)
+    assert feed(detector, make_event, [20.0] * 120) == []
+    found = feed(detector, make_event, [30.0] * 60, start_min=120, seed=2)
+    if not cusum:
+        assert found == [], "without the CUSUM no single bucket of the step is enough"
+        return
+    assert found, "a lasting +50 % went unnoticed"
+    minute, finding = found[0]
+    assert 2 <= minute < 30
+    assert finding.evidence["cusum_z"] >= finding.evidence["z"]
+
+
+def test_an_error_storm_at_normal_volume_is_flagged_as_errors(make_event: EventFactory) -> None:
+    detector = TrafficAnomalyDetector(TrafficAnomalyConfig(), STATE)
+    assert feed(detector, make_event, [30.0] * 60) == []
+    findings = []
+    for call in range(30):  # same volume, but two thirds of the calls are rejected keys
+        status = 401 if call % 3 else 200
+        findings += detector.observe(make_event(3600 + call * 2, status=status, credits=0))
+    assert len(findings) == 1
+    assert findings[0].evidence["signal"] == "errors"
+    assert findings[0].evidence["errors"] >= TrafficAnomalyConfig().min_error_events
+
+
+def test_a_surge_that_ramps_up_is_caught_before_it_peaks(make_event: EventFactory) -> None:
+    detector = TrafficAnomalyDetector(TrafficAnomalyConfig(), STATE)
+    assert feed(detector, make_event, [6.0] * 90) == []
+    ramp = [6.0 + 3.0 * minute for minute in range(1, 31)]  # +3 calls/min every minute up to 96/min
+    found = feed(detector, make_event, ramp, start_min=90, seed=3)
+    assert found, "the ramp was absorbed as the new normal"
+    assert found[0][0] < 20, f"caught only at minute {found[0][0]} of the ramp"
+
+
+def test_a_clean_daily_cycle_over_several_days_gives_no_findings(make_event: EventFactory) -> None:
+    # Ten-minute buckets keep the event count small; the floors are lowered so that only the model decides.
+    config = TrafficAnomalyConfig(bucket_s=600, min_bucket_events=5, surge_ratio=1.5, min_bucket_credits=0)
+    detector = TrafficAnomalyDetector(config, STATE)
+    buckets_per_day = 144
+    rates = [30.0 * (1 + 0.8 * math.sin(2 * math.pi * b / buckets_per_day)) for b in range(4 * buckets_per_day)]
+    assert feed(detector, make_event, rates, bucket_s=600, credits=1) == []
+    account = detector.accounts.touch("acct-1", 4 * 86_400_000)
+    model = SeasonalModel(detector.params[Signal.VOLUME], account.models["volume"])
+    peak, trough = model.assess(6 * HOUR_MS, 0).expected, model.assess(18 * HOUR_MS, 0).expected
+    assert peak > 3 * trough, "the daily profile was not learned"
+
+
+def test_seasonality_is_learned_so_a_daily_business_hours_jump_stops_scoring() -> None:
+    model = SeasonalModel(SeasonalParams(unit=10.0, two_sided=False))
+    rng = random.Random(5)
+    opening_scores = []
+    for hour in range(21 * 24):
+        value = poisson(rng, 400.0 if 9 <= hour % 24 < 17 else 40.0)
+        if hour % 24 == 9:
+            opening_scores.append(model.score_one(hour * HOUR_MS, value))
+        model.learn_one(hour * HOUR_MS, value)
+    assert max(opening_scores[-7:]) < 0.05, "after three weeks the 09:00 jump is the daily pattern"
+    day = 21 * 24 * HOUR_MS
+    assert 300 < model.assess(day + 12 * HOUR_MS, 0).expected < 500, "midday expects office-hours traffic"
+    assert 25 < model.assess(day + 3 * HOUR_MS, 0).expected < 60, "the night expects night traffic"
+    assert model.score_one(day + 3 * HOUR_MS, 400) > 0.9, "office-hours traffic at 03:00 is an anomaly"
+
+
+def test_a_new_busy_account_is_not_flagged_for_being_new(make_event: EventFactory) -> None:
+    detector = TrafficAnomalyDetector(TrafficAnomalyConfig(), STATE)
+    findings = []
+    for call in range(100):  # 100 calls in its first minute, on a new key too: busy, not abnormal
+        findings += detector.observe(make_event(call * 0.6, account_id="brand-new", api_key_id="new-key"))
+    assert findings == []
+    state = detector.accounts.touch("brand-new", 60_000)
+    assert state.requests == 100
+
+
+def test_a_key_surging_inside_a_big_account_is_flagged_on_the_key(make_event: EventFactory) -> None:
+    detector = TrafficAnomalyDetector(TrafficAnomalyConfig(), STATE)
+    assert feed(detector, make_event, [400.0] * 60, api_key_id="key-big") == []
+    assert feed(detector, make_event, [5.0] * 60, api_key_id="key-small", seed=4) == []
+    findings = [
+        f for call in range(80) for f in detector.observe(make_event(3600 + call * 0.5, api_key_id="key-small"))
+    ]
+    assert len(findings) == 1
+    assert findings[0].subject_type is SubjectType.API_KEY and findings[0].subject_id == "key-small"
+
+
+def test_model_snapshot_through_json_restores_identical_scores() -> None:
+    params = SeasonalParams(unit=None, two_sided=True)
+    rng = random.Random(9)
+    values = [(hour * HOUR_MS, 100 + 30 * math.sin(hour / 3.8) + rng.gauss(0, 5)) for hour in range(300)]
+    straight = SeasonalModel(params)
+    for ts, value in values[:150]:
+        straight.learn_one(ts, value)
+    restored = SeasonalModel(params, SeasonalState.load(json.loads(json.dumps(straight.state.dump()))))
+    for ts, value in values[150:]:
+        assert restored.score_one(ts, value) == straight.score_one(ts, value)
+        straight.learn_one(ts, value)
+        restored.learn_one(ts, value)
+    assert restored.state.dump() == straight.state.dump()
+
+
+def _write_series(path: Path, header: list[str] | None, rows: list[list[str]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        if header:
+            writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_score_series_round_trip_uses_the_detectors_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = random.Random(2)
+    rows = []
+    for hour in range(24 * 10):
+        value = 200 + 80 * math.sin(2 * math.pi * hour / 24) + rng.gauss(0, 8)
+        if hour == 200:
+            value *= 4  # the one anomaly
+        rows.append([f"2024-03-{1 + hour // 24:02d} {hour % 24:02d}:00:00", f"{value:.3f}", str(int(hour == 200))])
+    source, scored = tmp_path / "in.csv", tmp_path / "out.csv"
+    _write_series(source, ["TimeStamp", "Value", "Label"], rows)
+
+    assert main(["score-series", str(source), "--output", str(scored)]) == 0
+    assert "240 points" in capsys.readouterr().out
+    with scored.open(newline="") as handle:
+        output = list(csv.reader(handle))
+    assert output[0] == ["timestamp", "value", "anomaly_score"]
+    assert [row[:2] for row in output[1:]] == [row[:2] for row in rows]
+    scores = [float(row[2]) for row in output[1:]]
+    assert all(0.0 <= score <= 1.0 for score in scores)
+    assert scores.index(max(scores)) == 200 and scores[200] > 0.9
+    assert sum(score >= 0.5 for score in scores) <= 3
+    expected = score_points(read_series(source), series_params(TrafficAnomalyConfig()))
+    assert scores == [round(s or 0.0, 6) for s in expected]
+
+
+def test_score_series_reads_headerless_epoch_rows_and_names_a_bad_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, scored = tmp_path / "in.csv", tmp_path / "out.csv"
+    _write_series(source, None, [[str(1_700_000_000_000 + i * 60_000), str(10 + i % 3)] for i in range(50)])
+    assert main(["score-series", str(source), "--output", str(scored)]) == 0
+    assert len(scored.read_text().splitlines()) == 51
+    _write_series(source, ["timestamp", "value"], [["2024-01-01T00:00:00Z", "1"], ["2024-01-01T00:01:00Z", "x"]])
+    assert main(["score-series", str(source), "--output", str(scored)]) == 2
+    assert "line 3: value" in capsys.readouterr().err
+
+
+def test_nab_scoring_rewards_early_detection_and_charges_false_alarms() -> None:
+    labels = [0] * 1000
+    labels[500:505] = [1] * 5
+    timestamps = list(range(0, 60_000 * 1000, 60_000))
+    (window,) = anomaly_windows(labels)
+    assert window.start == 500 - 50 and window.end == 504 + 50
+
+    def at(*indices: int) -> list[float]:
+        return [1.0 if i in indices else 0.0 for i in range(1000)]
+
+    early, late = score_series(at(455), labels, timestamps, 0.5), score_series(at(550), labels, timestamps, 0.5)
+    assert early.raw > late.raw > 0 and early.detected == 1
+    missed = score_series(at(), labels, timestamps, 0.5)
+    assert missed.raw == -1.0
+    noisy = score_series(at(455, 300), labels, timestamps, 0.5)
+    assert noisy.raw == pytest.approx(early.raw - 0.11)
+    assert (noisy.onsets, noisy.true_onsets) == (2, 1)
+    assert score_series(at(100), labels, timestamps, 0.5).onsets == 0, "probationary points are not scored"

@@ -126,7 +126,8 @@ def test_other_languages_hit_and_their_everyday_phrasing_passes(language: str) -
 def test_ages_of_adults_and_of_numbers_are_not_minor_ages() -> None:
     assert "stated_age_under_18" not in SCORER.score("explicit photo of an 18-year-old").categories
     assert "stated_age_under_18" not in SCORER.score("explicit film with 12 years of production").categories
-    assert "stated_age_under_18" in SCORER.score("a 17 yo").categories
+    for minor in ("a 17 yo", "3-5 year olds", "a 2.5 yo", "she's only 14", "he just turned 13"):
+        assert "stated_age_under_18" in SCORER.score(minor).categories, minor
 
 
 def test_normaliser_joins_split_words_without_swallowing_articles() -> None:

@@ -51,6 +51,9 @@ AGE_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(?<!\d)(\d{1,2}) ?-? ?(?:years?|yrs?|y) ?-? ?(?:olds?|o)(?!\w)"),
     re.compile(r"(?<!\d)(\d{1,2}) ?(?:yo|y/o|y\.o\.?)(?!\w)"),
     re.compile(r"(?<!\w)(?:aged?|age of|ages) (\d{1,2})(?!\d)"),
+    # "she is only 14", "he's 12", "just turned 13": a person's age said without "years old".
+    re.compile(r"(?<!\w)(?:she|he|i|you)(?: is|'s| was| am| are) (?:only |just |barely )?(\d{1,2})(?![\d:.%])"),
+    re.compile(r"(?<!\w)(?:just )?turned (\d{1,2})(?![\d:.%])"),
     re.compile(r"(?<!\d)(\d{1,2}) ?-? ?(?:anos|ans|jahre|jahrige|jahriger|jahriges|jahrigen)(?!\w)"),
     re.compile(r"(?<!\d)(\d{1,2}) ?(?:岁|歲|歳|才)"),
 )
@@ -123,7 +126,8 @@ CATEGORIES: tuple[Category, ...] = (
         "unser geheimnis",
     )),
     Category("suggestive", Signal.INTENT, False, _words(
-        "sex", "panties", "sensual", "provocative",
+        "sex", "panties", "sensual", "provocative", "naughty", "inappropriate(?:ly)?", "love scene",
+        "romantic scene", "make out", "making out",
     )),
 )
 

@@ -22,15 +22,19 @@ from numpy.typing import NDArray
 from detectors.minor_safety.normalise import plain_form, word_forms
 
 ARTIFACT = Path(__file__).with_name("prompt_model.joblib")
-MODEL_VERSION = "minor-prompt-tfidf-lr-1"
+MODEL_VERSION = "minor-prompt-tfidf-lr-2"
 
 log = logging.getLogger(__name__)
 
 
-def model_text(prompt: str) -> str:
-    """What the model reads: the plain form and its leetspeak reading, so both spellings share n-grams."""
-    forms = word_forms(plain_form(prompt))
+def model_input(forms: Sequence[str]) -> str:
+    """What the model reads, from a prompt's word forms: the plain form and its leetspeak reading, so
+    both spellings share n-grams."""
     return " | ".join(forms[:2])
+
+
+def model_text(prompt: str) -> str:
+    return model_input(word_forms(plain_form(prompt)))
 
 
 class PromptModel:
@@ -39,10 +43,13 @@ class PromptModel:
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
 
-    def probabilities(self, prompts: Sequence[str]) -> NDArray[np.float64]:
-        texts = [model_text(prompt) for prompt in prompts]
-        probabilities: NDArray[np.float64] = self.pipeline.predict_proba(texts)[:, 1]
+    def probabilities_of_inputs(self, inputs: Sequence[str]) -> NDArray[np.float64]:
+        """For texts already made by ``model_input`` (the scorer has the forms at hand)."""
+        probabilities: NDArray[np.float64] = self.pipeline.predict_proba(inputs)[:, 1]
         return probabilities
+
+    def probabilities(self, prompts: Sequence[str]) -> NDArray[np.float64]:
+        return self.probabilities_of_inputs([model_text(prompt) for prompt in prompts])
 
 
 @cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u034f"))
 
@@ -32,7 +33,8 @@ _LEET_L = str.maketrans({**_LEET, "1": "l"})
 # Letters or digits split by one repeated space or punctuation mark ("n u d e", "n.u.d.e", "1 3") are
 # joined back; the same mark throughout keeps "a k.i.d" from swallowing the article.
 _SPLIT_WORD = re.compile(r"(?<![^\W_])[^\W_]([\s.\-_*·•,'~/\\])[^\W_](?:\1[^\W_])+(?![^\W_])")
-_SPLIT_NUMBER = re.compile(r"(?<!\d)\d(?:[\s.\-_*·•,'~]\d)+(?!\d)")
+# Digits only across spaces and filler marks: "3-5", "2.5" and "1,5" are ranges and decimals, not one age.
+_SPLIT_NUMBER = re.compile(r"(?<![\d.,])\d(?:[\s_*·•~]\d)+(?![\d.,])")
 _SEPARATORS = re.compile(r"[\s.\-_*·•,'~/\\]")
 _STRETCHED = re.compile(r"(\w)\1{2,}")
 _SPACES = re.compile(r"\s+")
@@ -71,7 +73,19 @@ MATCH_SEPARATOR = "\x00"
 """Joins a prompt's forms into one string for a single regex pass; no lexicon pattern crosses it."""
 
 
-def matching_text(text: str) -> tuple[str, str]:
-    """(plain form, every word form joined by ``MATCH_SEPARATOR``) for one prompt."""
+@dataclass(frozen=True, slots=True)
+class PromptForms:
+    """One prompt, normalised once for both the lexicon and the model."""
+
+    plain: str
+    words: list[str]
+
+    @property
+    def joined(self) -> str:
+        """Every word form joined by ``MATCH_SEPARATOR``, for one regex pass over all of them."""
+        return MATCH_SEPARATOR.join(self.words)
+
+
+def prompt_forms(text: str) -> PromptForms:
     plain = plain_form(text)
-    return plain, MATCH_SEPARATOR.join(word_forms(plain))
+    return PromptForms(plain, word_forms(plain))

@@ -21,8 +21,8 @@ from detectors.minor_safety.lexicon import (
     WORD_AGE,
     Signal,
 )
-from detectors.minor_safety.model import PromptModel
-from detectors.minor_safety.normalise import matching_text
+from detectors.minor_safety.model import PromptModel, model_input
+from detectors.minor_safety.normalise import PromptForms, prompt_forms
 from models.config import MinorSafetyConfig
 
 CLEAR_HIT = 0.95
@@ -56,9 +56,9 @@ def _stated_minor_age(plain: str) -> bool:
     return any(0 < age < 18 for age in ages) or WORD_AGE.search(plain) is not None
 
 
-def lexicon_match(text: str) -> LexiconMatch:
+def lexicon_match(prompt: PromptForms) -> LexiconMatch:
     """The lexicon's reading of one prompt, with the categories that matched (names, never the words)."""
-    plain, forms = matching_text(text)
+    plain, forms = prompt.plain, prompt.joined
     found: dict[str, tuple[Signal, bool]] = {}
     if _stated_minor_age(plain):
         found["stated_age_under_18"] = (Signal.MINOR, True)
@@ -97,10 +97,11 @@ class PromptScorer:
         self.model = model
 
     def score_batch(self, prompts: Sequence[str]) -> list[PromptScore]:
-        matches = [lexicon_match(prompt) for prompt in prompts]
+        forms = [prompt_forms(prompt) for prompt in prompts]
+        matches = [lexicon_match(form) for form in forms]
         if self.model is None or not prompts:
             return [PromptScore(m.score, m.categories, m.score, 0.0) for m in matches]
-        learned = self.model.probabilities(prompts)
+        learned = self.model.probabilities_of_inputs([model_input(form.words) for form in forms])
         return [self._combine(match, float(p)) for match, p in zip(matches, learned, strict=True)]
 
     def score(self, prompt: str) -> PromptScore:

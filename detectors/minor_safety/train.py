@@ -151,7 +151,7 @@ def _augmented(rows: list[Example], rng: random.Random) -> list[Example]:
 def build_pipeline() -> Pipeline:
     return Pipeline(
         [
-            ("tfidf", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
+            ("tfidf", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2, sublinear_tf=True,
                                       max_features=60_000, dtype=np.float32)),
             ("classifier", LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced")),
         ]

@@ -1,4 +1,15 @@
-"""Key and account sharing: one API key used from many networks at once (clauses 3.8, 10.3)."""
+"""Key and account sharing (clauses 3.8, 10.3): one key or account used by several parties.
+
+Per API key and per account, over a sliding event-time window, HyperLogLog sketches count the
+distinct networks (/24, /48), ASNs, countries, devices and user agents. Per key, consecutive uses
+are also compared in place and time: a hop faster than a flight is impossible travel, and repeated
+hops back and forth between distant countries are concurrent use. Accounts get the spread rules
+only, since an account's several keys may legitimately run in several places.
+
+Addresses that say nothing about where a person is (carrier-grade NAT, private ranges, mobile
+carriers, cloud egress) never count as a place, network or country, so mobile users, corporate
+NATs and customers' cloud servers do not look like sharing by themselves.
+"""
 
 from __future__ import annotations
 
@@ -6,80 +17,196 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.base import Detector, cooling_down, new_store
-from detectors.networks import network_of
+from detectors.geo import Place, distance_km, open_geolocator
+from detectors.networks import subnet_of
+from detectors.sketches import SlidingDistinct
 from detectors.state import SubjectStore
 from models.config import KeySharingConfig, StateConfig
 from models.finding import Finding, Severity, SubjectType
 from models.telemetry import TelemetryEvent
 
+# The distinct counts each subject keeps; the first three count located uses only.
+NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS = "networks", "asns", "countries", "devices", "user_agents"
+DIMENSIONS = (NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS)
+
 
 @dataclass(slots=True)
-class KeyNetworks:
+class UsageProfile:
+    """One key's or account's recent spread: sketches plus the last located use and recent distant hops."""
+
     last_seen_ms: int
-    networks: dict[str, int] = field(default_factory=dict)  # network → last use (ms)
+    distinct: dict[str, SlidingDistinct] = field(default_factory=dict)
+    previous: list[Any] | None = None  # [country, latitude, longitude, ts_ms] of the last located use
+    switches: list[int] = field(default_factory=list)  # times of recent hops between distant countries
     last_flag_ms: int | None = None
 
     def dump(self) -> dict[str, Any]:
-        return {"last_seen_ms": self.last_seen_ms, "networks": dict(self.networks), "last_flag_ms": self.last_flag_ms}
+        return {
+            "last_seen_ms": self.last_seen_ms,
+            "distinct": {dim: sketch.dump() for dim, sketch in sorted(self.distinct.items())},
+            "previous": None if self.previous is None else list(self.previous),
+            "switches": list(self.switches),
+            "last_flag_ms": self.last_flag_ms,
+        }
 
     @classmethod
-    def load(cls, data: dict[str, Any]) -> KeyNetworks:
-        return cls(data["last_seen_ms"], dict(data["networks"]), data["last_flag_ms"])
+    def load(cls, data: dict[str, Any]) -> UsageProfile:
+        return cls(
+            data["last_seen_ms"],
+            {dim: SlidingDistinct.load(sketch) for dim, sketch in data["distinct"].items()},
+            None if data["previous"] is None else list(data["previous"]),
+            list(data["switches"]),
+            data["last_flag_ms"],
+        )
 
 
 class KeySharingDetector(Detector):
-    """Counts distinct networks per key in a sliding event-time window."""
+    """Flags spread (countries, networks+ASNs, devices), concurrent distant use and impossible travel."""
 
     name = "key_sharing"
-    model_version = "key-networks-0.1"
+    model_version = "key-sharing-hll-geo-1.0"
     clauses = ("3.8", "10.3")
 
     def __init__(self, config: KeySharingConfig, state: StateConfig) -> None:
         self.config = config
-        self.keys: SubjectStore[KeyNetworks] = new_store(KeyNetworks, KeyNetworks.load, state)
+        self.keys: SubjectStore[UsageProfile] = new_store(UsageProfile, UsageProfile.load, state)
+        self.accounts: SubjectStore[UsageProfile] = new_store(UsageProfile, UsageProfile.load, state)
+        self.geo = open_geolocator(config.geoip_city_db, config.geoip_asn_db)
+        self._placeless_asns = frozenset(config.carrier_asns) | frozenset(config.cloud_asns)
+        self._pane_ms = max(1, config.window_s * 1000 // config.panes)
 
     def stores(self) -> dict[str, SubjectStore[Any]]:
-        return {"keys": self.keys}
+        return {"keys": self.keys, "accounts": self.accounts}
+
+    def is_place(self, place: Place) -> bool:
+        """Whether this address tells where a person is (not CGNAT, a carrier, a cloud or unknown)."""
+        return place.located and place.asn not in self._placeless_asns
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:
+        place = self.geo.locate(event.ip)
+        located = self.is_place(place)
+        key = self.keys.touch(f"{event.account_id}/{event.api_key_id}", event.ts_ms)
+        findings = self._assess(key, event, place, located, SubjectType.API_KEY)
+        account = self.accounts.touch(event.account_id, event.ts_ms)
+        return findings + self._assess(account, event, place, located, SubjectType.ACCOUNT)
+
+    def _add(self, profile: UsageProfile, dim: str, item: str | None, now: int) -> bool:
+        if not item:
+            return False
+        sketch = profile.distinct.get(dim)
+        if sketch is None:
+            sketch = SlidingDistinct(self.config.sketch_precision, self._pane_ms, self.config.panes)
+            profile.distinct[dim] = sketch
+        return sketch.add(item, now)
+
+    def _count(self, profile: UsageProfile, dim: str, now: int) -> int:
+        sketch = profile.distinct.get(dim)
+        return 0 if sketch is None else sketch.count(now)
+
+    def _assess(
+        self, profile: UsageProfile, event: TelemetryEvent, place: Place, located: bool, subject: SubjectType
+    ) -> list[Finding]:
+        cfg, now = self.config, event.ts_ms
+        profile.last_seen_ms = max(profile.last_seen_ms, now)
+        changed = self._add(profile, DEVICES, event.device_id, now)
+        changed |= self._add(profile, USER_AGENTS, event.user_agent, now)
+        fired: dict[str, dict[str, Any]] = {}
+        if located:
+            changed |= self._add(profile, NETWORKS, subnet_of(event.ip), now)
+            changed |= self._add(profile, ASNS, None if place.asn is None else f"AS{place.asn}", now)
+            changed |= self._add(profile, COUNTRIES, place.country, now)
+            if subject is SubjectType.API_KEY:
+                fired.update(self._hop(profile, place, now))
+            profile.previous = [place.country, place.latitude, place.longitude, now]
+        counts: dict[str, int] = {}
+        if changed:
+            counts = {dim: self._count(profile, dim, now) for dim in DIMENSIONS}
+            fired.update(self._spread(counts))
+        if not fired or cooling_down(profile.last_flag_ms, now, cfg.cooldown_s):
+            return []
+        profile.last_flag_ms = now
+        if not counts:
+            counts = {dim: self._count(profile, dim, now) for dim in DIMENSIONS}
+        return [self._finding(event, subject, fired, counts)]
+
+    def _hop(self, profile: UsageProfile, place: Place, now: int) -> dict[str, dict[str, Any]]:
+        """Impossible travel and back-and-forth use, from the last located use to this one."""
+        cfg, previous = self.config, profile.previous
+        if previous is None or previous[0] == place.country:
+            return {}
+        before = Place(place.kind, previous[0], previous[1], previous[2])
+        km = distance_km(before, place)
+        if km is None or km < cfg.min_travel_km:
+            return {}
+        horizon = now - cfg.concurrent_window_s * 1000
+        recent = [t for t in profile.switches if t >= horizon]
+        profile.switches = [*recent[len(recent) - cfg.min_switches + 1 :], now]
+        minutes = max(now - previous[3], 1) / 60_000
+        speed = km / (minutes / 60)
+        hop = {"from": previous[0], "to": place.country, "km": round(km), "minutes": round(minutes, 1)}
+        fired: dict[str, dict[str, Any]] = {}
+        if speed > cfg.max_speed_kmh:
+            fired["impossible_travel"] = {**hop, "km_per_h": round(speed)}
+        if len(profile.switches) >= cfg.min_switches:
+            fired["concurrent_use"] = {
+                "hops": len(profile.switches),
+                "within_s": round((now - profile.switches[0]) / 1000),
+                "last_hop": hop,
+            }
+        return fired
+
+    def _spread(self, counts: dict[str, int]) -> dict[str, dict[str, Any]]:
         cfg = self.config
-        now = event.ts_ms
-        key = self.keys.touch(event.api_key_id, now)
-        key.last_seen_ms = max(key.last_seen_ms, now)
-        network = network_of(event.ip)
-        is_new = network not in key.networks
-        key.networks[network] = max(now, key.networks.get(network, now))
-        if not is_new:
-            return []
-        horizon = now - cfg.window_s * 1000
-        stale = [n for n, seen in key.networks.items() if seen < horizon]
-        for n in stale:
-            del key.networks[n]
-        if len(key.networks) > cfg.max_tracked_networks:
-            oldest = min(key.networks, key=lambda n: (key.networks[n], n))
-            del key.networks[oldest]
-        distinct = len(key.networks)
-        if distinct <= cfg.max_networks or cooling_down(key.last_flag_ms, now, cfg.cooldown_s):
-            return []
-        key.last_flag_ms = now
-        severity = Severity.HIGH if distinct >= 2 * cfg.max_networks else Severity.MEDIUM
-        return [
-            self.finding(
-                event,
-                subject_type=SubjectType.API_KEY,
-                subject_id=event.api_key_id,
-                window_start_ms=min(key.networks.values()),
-                score=1.0 - cfg.max_networks / (2.0 * distinct),
-                severity=severity,
-                summary=(
-                    f"API key used from {distinct} distinct networks within {cfg.window_s}s: "
-                    "key disclosed or shared (3.8, 10.3)."
-                ),
-                evidence={
-                    "distinct_networks": distinct,
-                    "max_networks": cfg.max_networks,
-                    "networks": sorted(key.networks)[:10],
-                    "event_ids": [event.event_id],
-                },
-            )
-        ]
+        fired: dict[str, dict[str, Any]] = {}
+        if counts[COUNTRIES] > cfg.max_countries:
+            fired["country_spread"] = {"countries": counts[COUNTRIES], "max": cfg.max_countries}
+        if counts[NETWORKS] > cfg.max_networks and counts[ASNS] > cfg.max_asns:
+            fired["network_spread"] = {"networks": counts[NETWORKS], "asns": counts[ASNS]}
+        crowd = counts[DEVICES] > cfg.max_devices or counts[USER_AGENTS] > cfg.max_user_agents
+        # Many devices behind one country's networks is a corporate NAT or a busy app, not sharing.
+        if crowd and counts[COUNTRIES] >= 2:
+            fired["device_crowd"] = {
+                "devices": counts[DEVICES],
+                "user_agents": counts[USER_AGENTS],
+                "countries": counts[COUNTRIES],
+                "asns": counts[ASNS],
+            }
+        return fired
+
+    def _finding(
+        self, event: TelemetryEvent, subject: SubjectType, fired: dict[str, dict[str, Any]], counts: dict[str, int]
+    ) -> Finding:
+        cfg = self.config
+        rules = sorted(fired)
+        severity = Severity.HIGH if len(rules) >= 2 or "concurrent_use" in fired else Severity.MEDIUM
+        who = "API key" if subject is SubjectType.API_KEY else "Account"
+        return self.finding(
+            event,
+            subject_type=subject,
+            subject_id=event.api_key_id if subject is SubjectType.API_KEY else event.account_id,
+            window_start_ms=event.ts_ms - cfg.window_s * 1000,
+            score=1.0 - 0.5 ** (len(rules) + 1),
+            severity=severity,
+            summary=f"{who} used by several parties ({'; '.join(_describe(r, fired[r]) for r in rules)}): "
+            "key or account shared (3.8, 10.3).",
+            evidence={
+                "rules": fired,
+                f"distinct_in_{cfg.window_s}s": counts,
+                "event_ids": [event.event_id],
+            },
+        )
+
+
+def _describe(rule: str, detail: dict[str, Any]) -> str:
+    if rule == "impossible_travel":
+        return (
+            f"{detail['from']}→{detail['to']} {detail['km']:,} km in {detail['minutes']} min "
+            f"({detail['km_per_h']:,} km/h)"
+        )
+    if rule == "concurrent_use":
+        return f"{detail['hops']} hops between distant countries in {detail['within_s']} s"
+    if rule == "country_spread":
+        return f"{detail['countries']} countries"
+    if rule == "network_spread":
+        return f"{detail['networks']} networks in {detail['asns']} ASNs"
+    return f"{detail['devices']} devices and {detail['user_agents']} user agents across {detail['countries']} countries"

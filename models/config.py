@@ -96,42 +96,74 @@ class TrafficAnomalyConfig(DetectorConfig):
 
 
 class KeySharingConfig(DetectorConfig):
-    """Distinct networks using one API key in a sliding window (clauses 3.8, 10.3)."""
+    """One key or account used by several parties: spread, concurrent distant use, impossible travel (3.8, 10.3).
 
-    window_s: PositiveSeconds = 3600
-    max_networks: int = Field(default=4, ge=1, description="Distinct /16 (v4) or /32 (v6) prefixes tolerated")
-    max_tracked_networks: int = Field(default=64, ge=2, description="Cap on networks kept per key")
+    Addresses of mobile carriers, cloud providers and carrier-grade NAT say little about where a
+    person is, so they never count as places or networks by themselves.
+    """
+
+    window_s: PositiveSeconds = Field(default=3600, description="Sliding window of the distinct counts")
+    panes: int = Field(default=4, ge=1, le=24, description="Sketches per window; the window slides by window_s/panes")
+    sketch_precision: int = Field(default=6, ge=4, le=12, description="HyperLogLog registers = 2**precision")
+    max_networks: int = Field(default=6, ge=1, description="Distinct located /24 (v4) or /48 (v6) networks tolerated")
+    max_asns: int = Field(default=3, ge=1, description="Distinct ASNs tolerated (with max_networks exceeded)")
+    max_countries: int = Field(default=3, ge=1, description="Distinct countries tolerated in the window")
+    max_devices: int = Field(default=6, ge=1, description="Distinct device ids tolerated across 2+ countries")
+    max_user_agents: int = Field(default=6, ge=1, description="Distinct user agents tolerated across 2+ countries")
+    min_travel_km: float = Field(default=500.0, gt=0, description="Hops shorter than this are never travel")
+    max_speed_kmh: float = Field(default=1000.0, gt=0, description="Faster than a flight between uses is impossible")
+    concurrent_window_s: PositiveSeconds = Field(default=1800, description="Window for back-and-forth hops")
+    min_switches: int = Field(default=3, ge=2, description="Distant back-and-forth hops that make concurrent use")
+    carrier_asns: list[int] = Field(
+        default_factory=lambda: [21928, 22394, 20057, 12576, 51207, 55836, 45609, 9605, 26599],
+        description="Mobile carriers: their addresses move across a country, so they are no place",
+    )
+    cloud_asns: list[int] = Field(
+        default_factory=lambda: [16509, 14618, 15169, 396982, 8075, 14061, 24940, 16276, 63949, 13335, 20473, 31898],
+        description="Cloud and CDN egress: a customer's servers, not its people",
+    )
+    geoip_city_db: str | None = Field(
+        default=None, description="MaxMind City .mmdb (GeoIP2/GeoLite2); null = bundled DB-IP Lite"
+    )
+    geoip_asn_db: str | None = Field(default=None, description="MaxMind ASN .mmdb; null = bundled DB-IP Lite ASN")
     cooldown_s: PositiveSeconds = 3600
 
 
 class CrawlerConfig(DetectorConfig):
-    """Scraper patterns per API key over a sliding window (clause 8.2.1)."""
+    """Scraper patterns per API key over a sliding window (clause 8.2.1).
 
-    window_s: PositiveSeconds = 900
+    Timing and read-only mixes alone never flag: SDK clients polling a job look just like that.
+    """
+
+    window_s: PositiveSeconds = Field(default=3600, description="Long enough to see a slow crawler's pattern")
     min_requests: int = Field(default=40, ge=5)
     max_window_events: int = Field(default=512, ge=16, description="Cap on events kept per key")
     regular_gap_cv: float = Field(default=0.25, gt=0, description="Gap CV below this counts as machine timing")
+    periodic_tolerance: Fraction = Field(default=0.1, description="A gap within this share of the median gap")
+    periodic_share: Fraction = Field(default=0.6, description="Share of such gaps that makes the timing periodic")
     read_ratio: Fraction = Field(default=0.9, description="Share of read/list calls with no generation")
-    sequential_ratio: Fraction = Field(default=0.6, description="Share of numeric resource ids that step by 1")
+    sequential_ratio: Fraction = Field(default=0.6, description="Share of numeric resource ids that step forward")
+    max_id_step: int = Field(default=5, ge=1, description="A forward step up to this counts as enumeration")
     not_found_ratio: Fraction = 0.3
+    max_user_agents: int = Field(default=3, ge=1, description="Distinct user agents on one key before rotation")
     signal_weights: dict[str, float] = Field(
         default_factory=lambda: {
             "automation_user_agent": 0.4,
-            "sequential_ids": 0.35,
+            "enumeration": 0.35,
+            "rotating_user_agents": 0.25,
             "not_found": 0.2,
             "regular_timing": 0.15,
+            "periodic": 0.1,
             "read_only": 0.15,
         },
         description="Weight of each signal; polling clients show timing and reads only, so those weigh least",
     )
     flag_score: float = Field(default=0.5, gt=0, description="Sum of signal weights that flags a key")
     evaluate_every: int = Field(default=8, ge=1, description="Re-score a key every N of its events")
-    automation_user_agents: list[str] = Field(
-        default_factory=lambda: [
-            "headlesschrome", "phantomjs", "puppeteer", "playwright", "selenium", "scrapy",
-            "crawler", "spider", "httrack", "wget", "colly", "python-urllib",
-        ],
-        description="Case-insensitive substrings of headless browsers and scraping frameworks",
+    automation_description_words: list[str] = Field(
+        default_factory=lambda: ["crawler", "scraping", "scraper", "spider", "copier", "headless", "automation"],
+        description="crawler-user-agents entries tagged only http-library count as automation when their "
+        "description names one of these; plain HTTP libraries (python-requests, curl, Go) never do",
     )
     cooldown_s: PositiveSeconds = 3600
 
@@ -143,7 +175,17 @@ class CrawlerConfig(DetectorConfig):
         return self
 
 
-CRAWLER_SIGNALS = frozenset({"automation_user_agent", "sequential_ids", "not_found", "regular_timing", "read_only"})
+CRAWLER_SIGNALS = frozenset(
+    {
+        "automation_user_agent",
+        "enumeration",
+        "rotating_user_agents",
+        "not_found",
+        "regular_timing",
+        "periodic",
+        "read_only",
+    }
+)
 
 
 class MinorSafetyConfig(DetectorConfig):

@@ -125,6 +125,7 @@ def _spec(args: argparse.Namespace) -> SimulationSpec:
         duration_s=int(args.hours * 3600),
         seed=args.seed,
         scenarios_per_kind=args.scenarios_per_kind,
+        hard=args.hard,
     )
 
 
@@ -222,6 +223,9 @@ def _add_simulation_options(parser: argparse.ArgumentParser, accounts: int, hour
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--start", help="RFC 3339 start of the span (default 2026-01-05T00:00:00Z)")
     parser.add_argument("--scenarios-per-kind", type=int, default=3, help="injected scenarios of each kind")
+    parser.add_argument("--hard", action="store_true",
+                        help="also inject the harder variants: slow rotating crawlers, sharing through "
+                        "residential proxies, ramping surges")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from models.truth import ScenarioKind, ScenarioTruth
 class ScenarioResult:
     scenario_id: str
     scenario: ScenarioKind
+    variant: str
     account_id: str
     subject_id: str
     caught: bool
@@ -45,6 +46,19 @@ class KindSummary:
 
 
 @dataclass(frozen=True)
+class VariantSummary:
+    """Recall and time to detect of one variant of a kind (precision belongs to the detector, per kind)."""
+
+    scenario: ScenarioKind
+    variant: str
+    scenarios: int
+    caught: int
+    recall: float | None
+    median_time_to_detect_s: float | None
+    max_time_to_detect_s: float | None
+
+
+@dataclass(frozen=True)
 class BenignFalsePositives:
     findings: int
     accounts: int
@@ -55,13 +69,14 @@ class BenignFalsePositives:
 class EvaluationReport:
     grace_s: int
     kinds: tuple[KindSummary, ...]
+    variants: tuple[VariantSummary, ...]
     scenarios: tuple[ScenarioResult, ...]
     benign_false_positives: BenignFalsePositives
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types: enums as their values, everything else as numbers, strings or null."""
         data = asdict(self)
-        for item in (*data["kinds"], *data["scenarios"]):
+        for item in (*data["kinds"], *data["variants"], *data["scenarios"]):
             item["scenario"] = item["scenario"].value
         return data
 
@@ -78,6 +93,11 @@ def _matches(truth: ScenarioTruth, finding: Finding, grace: timedelta) -> bool:
         or finding.api_key_id == truth.api_key_id
         or finding.subject_id == truth.subject_id
     )
+
+
+def _variant_order(item: tuple[ScenarioKind, str]) -> tuple[int, bool, str]:
+    kind, variant = item
+    return list(ScenarioKind).index(kind), variant != "basic", variant
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -118,6 +138,7 @@ def evaluate(
             ScenarioResult(
                 scenario_id=scenario.scenario_id,
                 scenario=scenario.scenario,
+                variant=scenario.variant,
                 account_id=scenario.account_id,
                 subject_id=scenario.subject_id,
                 caught=hit is not None,
@@ -145,9 +166,26 @@ def evaluate(
             )
         )
 
+    variants = []
+    for kind, variant in sorted({(r.scenario, r.variant) for r in results}, key=_variant_order):
+        mine = [r for r in results if r.scenario is kind and r.variant == variant]
+        delays = [r.time_to_detect_s for r in mine if r.time_to_detect_s is not None]
+        variants.append(
+            VariantSummary(
+                scenario=kind,
+                variant=variant,
+                scenarios=len(mine),
+                caught=len(delays),
+                recall=_ratio(len(delays), len(mine)),
+                median_time_to_detect_s=statistics.median(delays) if delays else None,
+                max_time_to_detect_s=max(delays) if delays else None,
+            )
+        )
+
     return EvaluationReport(
         grace_s=grace_s,
         kinds=tuple(kinds),
+        variants=tuple(variants),
         scenarios=tuple(results),
         benign_false_positives=BenignFalsePositives(
             findings=sum(benign_by_detector.values()),
@@ -203,6 +241,23 @@ def format_report(report: EvaluationReport) -> str:
             for k in report.kinds
         ],
     )
+    if any(v.variant != "basic" for v in report.variants):
+        lines += ["", "Detection by variant"]
+        lines += _table(
+            ("kind", "variant", "scenarios", "caught", "recall", "median TTD", "max TTD"),
+            [
+                (
+                    v.scenario.value,
+                    v.variant,
+                    str(v.scenarios),
+                    str(v.caught),
+                    _fraction(v.recall),
+                    _seconds(v.median_time_to_detect_s),
+                    _seconds(v.max_time_to_detect_s),
+                )
+                for v in report.variants
+            ],
+        )
     fp = report.benign_false_positives
     detail = ", ".join(f"{name} {count}" for name, count in fp.by_detector.items())
     lines += [
@@ -213,11 +268,12 @@ def format_report(report: EvaluationReport) -> str:
         "Scenarios",
     ]
     lines += _table(
-        ("scenario", "kind", "account", "subject", "caught", "TTD"),
+        ("scenario", "kind", "variant", "account", "subject", "caught", "TTD"),
         [
             (
                 r.scenario_id,
                 r.scenario.value,
+                r.variant,
                 r.account_id,
                 r.subject_id,
                 "yes" if r.caught else "no",

@@ -100,6 +100,13 @@ CRAWLER_USER_AGENTS: tuple[str, ...] = (
     "colly - https://github.com/gocolly/colly",
 )
 
+HARD_VARIANTS: tuple[tuple[ScenarioKind, str], ...] = (
+    (ScenarioKind.TRAFFIC_SURGE, "ramp"),  # a surge that builds up over its whole span
+    (ScenarioKind.KEY_SHARING, "residential_proxies"),  # many sharers behind a few home-ISP proxies
+    (ScenarioKind.CRAWLER, "slow_rotating"),  # slow, jittered, rotating browser agents, skipping ids
+)
+"""The adapted adversaries ``SimulationSpec(hard=True)`` adds, as (kind, variant)."""
+
 _SUBJECTS = (
     "a red fox",
     "a snow-capped mountain range",
@@ -149,23 +156,39 @@ _STYLES = (
     "ultra-detailed macro shot",
 )
 
-# (country, UTC offsets in hours, weight, plausible IPv4 first octets, IPv6 first group)
-_COUNTRIES: tuple[tuple[str, tuple[float, ...], float, tuple[int, ...], str], ...] = (
-    ("US", (-5.0, -6.0, -8.0), 0.34, (24, 50, 67, 68, 71, 73, 76, 98, 99, 108, 174), "2600"),
-    ("GB", (0.0,), 0.07, (81, 86, 90, 109, 151), "2a00"),
-    ("DE", (1.0,), 0.07, (79, 84, 87, 91, 93), "2003"),
-    ("FR", (1.0,), 0.05, (78, 80, 82, 88), "2a01"),
-    ("IN", (5.5,), 0.08, (49, 103, 106, 117, 122), "2401"),
-    ("JP", (9.0,), 0.06, (60, 110, 126, 153, 180), "240b"),
-    ("SG", (8.0,), 0.04, (101, 116, 119, 175), "2406"),
-    ("BR", (-3.0,), 0.07, (177, 179, 187, 189, 201), "2804"),
-    ("CA", (-5.0, -8.0), 0.04, (70, 142, 184, 206), "2607"),
-    ("KR", (9.0,), 0.04, (58, 112, 118, 211), "2001"),
-    ("AU", (10.0,), 0.03, (120, 124, 144, 203), "2403"),
-    ("NG", (1.0,), 0.02, (102, 105, 129, 197), "2c0f"),
-    ("MX", (-6.0,), 0.03, (131, 148, 200), "2806"),
-    ("NL", (1.0,), 0.03, (62, 83, 145, 213), "2a02"),
-    ("PL", (1.0,), 0.03, (31, 37, 89, 178), "2a03"),
+# (country, UTC offsets in hours, weight, IPv4 /16s, IPv6 /32s). Every prefix is one residential or
+# business ISP that the bundled DB-IP Lite database places in that country (tests/test_simulator.py
+# checks it), so the key-sharing detector sees the countries the scenarios intend.
+_COUNTRIES: tuple[tuple[str, tuple[float, ...], float, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("US", (-5.0, -6.0, -8.0), 0.34, ("24.0", "24.3", "24.6", "24.9", "24.12", "24.15", "24.18", "24.21"),
+     ("2600:0", "2600:100", "2600:200")),
+    ("GB", (0.0,), 0.07, ("81.78", "81.87", "81.96", "81.99", "81.102", "81.105", "81.108", "81.111"),
+     ("2a00:2100", "2a00:2200", "2a00:2300")),
+    ("DE", (1.0,), 0.07, ("79.192", "79.195", "79.198", "79.201", "79.204", "79.207", "79.210", "79.213"),
+     ("2003:0", "2003:100", "2003:200")),
+    ("FR", (1.0,), 0.05, ("78.114", "78.117", "78.120", "78.123", "78.126", "78.192", "78.195", "78.198"),
+     ("2a01:0", "2a01:e00", "2a01:4e00")),
+    ("IN", (5.5,), 0.08, ("49.138", "49.201", "106.66", "117.192", "117.195", "117.198", "117.201", "117.204"),
+     ("2401:1a00", "2401:4300", "2401:4700")),
+    ("JP", (9.0,), 0.06, ("60.33", "60.36", "60.39", "60.42", "60.45", "60.57", "60.60", "60.66"),
+     ("240b:0", "240b:100", "240b:200")),
+    ("SG", (8.0,), 0.04, ("116.15", "116.51", "175.156"), ("2406:3000", "2406:4800", "2406:6f00")),
+    ("BR", (-3.0,), 0.07, ("177.24", "177.9", "177.15", "177.18", "177.30", "177.33", "177.42", "177.45"),
+     ("2804:0", "2804:200", "2804:300")),
+    ("CA", (-5.0, -8.0), 0.04, ("70.24", "70.27", "70.30", "70.48", "70.51", "70.54", "70.66", "70.69"),
+     ("2607:0", "2607:100", "2607:a00")),
+    ("KR", (9.0,), 0.04, ("58.72", "58.75", "58.78", "58.120", "58.123", "58.126", "58.141", "58.180"),
+     ("2001:2d8",)),
+    ("AU", (10.0,), 0.03, ("120.18", "120.21", "120.144", "120.147", "120.150", "120.153", "120.156", "120.159"),
+     ("2403:900", "2403:d00", "2403:1100")),
+    ("NG", (1.0,), 0.02, ("102.90", "102.93", "105.114", "105.117", "105.120", "105.123", "105.126", "129.18"),
+     ("2c0f:1f00", "2c0f:2300", "2c0f:4800")),
+    ("MX", (-6.0,), 0.03, ("148.201", "148.204", "148.207", "148.210", "148.213", "148.216", "148.219", "148.225"),
+     ("2806:0", "2806:200", "2806:300")),
+    ("NL", (1.0,), 0.03, ("62.45", "62.195", "62.207", "83.81", "83.84", "83.87", "145.0", "145.3"),
+     ("2a02:1500", "2a02:1900", "2a02:1a00")),
+    ("PL", (1.0,), 0.03, ("31.0", "31.60", "31.63", "31.174", "31.183", "37.30", "37.108", "37.225"),
+     ("2a03:1f00", "2a03:3800", "2a03:4b00")),
 )
 _COUNTRY_CODES = tuple(c[0] for c in _COUNTRIES)
 _COUNTRY_WEIGHTS = np.array([c[2] for c in _COUNTRIES]) / sum(c[2] for c in _COUNTRIES)
@@ -207,6 +230,12 @@ class SimulationSpec:
     big_accounts: int = 2
     lookalike_rate: float = 0.01
     ipv6_share: float = 0.04
+    hard: bool = False  # also inject the harder variants (HARD_VARIANTS) of each kind
+
+    @property
+    def variants(self) -> tuple[tuple[ScenarioKind, str], ...]:
+        basic = tuple((kind, "basic") for kind in ScenarioKind)
+        return basic + HARD_VARIANTS if self.hard else basic
 
     def __post_init__(self) -> None:
         if self.accounts < 1:
@@ -220,9 +249,9 @@ class SimulationSpec:
         if self.scenarios_per_kind and self.duration_s < self.clean_history_s + 3600:
             raise ValueError("duration_s must leave an hour after clean_history_s for scenarios")
         eligible = self.accounts - min(self.big_accounts, self.accounts)
-        if len(ScenarioKind) * self.scenarios_per_kind > eligible:
+        if len(self.variants) * self.scenarios_per_kind > eligible:
             raise ValueError(
-                f"{len(ScenarioKind) * self.scenarios_per_kind} scenarios need as many ordinary accounts, "
+                f"{len(self.variants) * self.scenarios_per_kind} scenarios need as many ordinary accounts, "
                 f"only {eligible} exist"
             )
 
@@ -292,16 +321,14 @@ class _World:
         return f"dev-{self.rng.bytes(6).hex()}"
 
     def network(self, country: str, ipv6: bool = False, avoid16: frozenset[str] = frozenset()) -> _Network:
-        _, _, _, octets, v6_group = _COUNTRIES[_COUNTRY_INDEX[country]]
+        _, _, _, v4_prefixes, v6_prefixes = _COUNTRIES[_COUNTRY_INDEX[country]]
         rng = self.rng
         while True:
             if ipv6:
-                groups = rng.integers(0x100, 0x10000, size=3)
-                prefix = f"{v6_group}:{groups[0]:x}:{groups[1]:x}:{groups[2]:x}"
+                groups = rng.integers(0x100, 0x10000, size=2)
+                prefix = f"{self.pick(v6_prefixes)}:{groups[0]:x}:{groups[1]:x}"
             else:
-                first = octets[int(rng.integers(len(octets)))]
-                second, third = (int(x) for x in rng.integers(0, 256, size=2))
-                prefix = f"{first}.{second}.{third}"
+                prefix = f"{self.pick(v4_prefixes)}.{int(rng.integers(0, 256))}"
             if prefix not in self.used_prefixes and _prefix16(prefix) not in avoid16:
                 break
         self.used_prefixes.add(prefix)
@@ -492,10 +519,16 @@ def _poisson_times(world: _World, start_ms: int, end_ms: int, rate_per_min: floa
     return sorted(int(t) for t in rng.integers(start_ms, end_ms, size=count))
 
 
-def _traffic_surge(world: _World, account: _Account, start_ms: int, duration_ms: int) -> tuple[int, int]:
+def _traffic_surge(
+    world: _World, account: _Account, start_ms: int, duration_ms: int, ramp: bool = False
+) -> tuple[int, int]:
     rng = world.rng
     rate = account.rate_per_min * float(rng.uniform(15, 40))
     times = _poisson_times(world, start_ms, start_ms + duration_ms, rate)
+    if ramp:
+        # Thinning a flat process by the elapsed share makes the rate grow linearly from nothing to the peak.
+        keep = (rng.random(len(times)) < (np.array(times, dtype=float) - start_ms) / duration_ms).tolist()
+        times = [t for t, kept in zip(times, keep, strict=True) if kept]
     videos: list[str] = []
     for ts in times:
         key, ip = _home_ip(world, account)
@@ -538,18 +571,71 @@ def _key_sharing(world: _World, account: _Account, start_ms: int, duration_ms: i
         times = [begin, *_poisson_times(world, begin + 1, stop, float(rng.uniform(0.5, 3.0)))]
         videos: list[str] = []
         for ts in times:
-            status = int(rng.choice(_STATUS_CODES, p=_STATUS_P[_GEN]))
-            roll = rng.random()
-            if videos and roll < 0.3:
-                world.add(ts, account, sharer, ip, _POLL_ROUTE, status, resource_id=videos[-1])
-            elif roll < 0.4:
-                world.add(ts, account, sharer, ip, _LIST_ROUTE, status)
-            else:
-                created = _generation(world, ts, account, sharer, ip, status, _benign_prompt(world))
-                if created:
-                    videos.append(created)
+            _sharer_call(world, account, sharer, ip, ts, videos)
         first, last = min(first, times[0]), max(last, times[-1])
     return shared, first, last
+
+
+def _sharer_call(world: _World, account: _Account, sharer: _Key, ip: str, ts: int, videos: list[str]) -> None:
+    """One call by someone the key was shared with: generate, poll what they made, or list."""
+    rng = world.rng
+    status = int(rng.choice(_STATUS_CODES, p=_STATUS_P[_GEN]))
+    roll = rng.random()
+    if videos and roll < 0.3:
+        world.add(ts, account, sharer, ip, _POLL_ROUTE, status, resource_id=videos[-1])
+    elif roll < 0.4:
+        world.add(ts, account, sharer, ip, _LIST_ROUTE, status)
+    else:
+        created = _generation(world, ts, account, sharer, ip, status, _benign_prompt(world))
+        if created:
+            videos.append(created)
+
+
+def _proxy_sharing(
+    world: _World, account: _Account, start_ms: int, duration_ms: int
+) -> tuple[_Key, int, int]:
+    """A key resold to many people who all come through a few residential proxies abroad."""
+    rng = world.rng
+    shared = account.keys[int(np.argmax(np.diff([0.0, *account.key_cum])))]
+    home = {n.country for n in account.networks}
+    countries = rng.choice([c for c in _COUNTRY_CODES if c not in home], size=3, replace=False).tolist()
+    proxies = [world.network(country).hosts[0] for country in countries]
+    sharers = [
+        _Key(shared.key_id, world.pick(BROWSER_USER_AGENTS + SDK_USER_AGENTS), world.device_id())
+        for _ in range(int(rng.integers(8, 13)))
+    ]
+    times = _poisson_times(world, start_ms, start_ms + duration_ms, float(rng.uniform(4, 10)))
+    videos: list[str] = []
+    for ts in times:
+        sharer = sharers[int(rng.integers(len(sharers)))]
+        _sharer_call(world, account, sharer, proxies[int(rng.integers(len(proxies)))], ts, videos)
+    return shared, times[0], times[-1]
+
+
+def _slow_crawler(
+    world: _World, account: _Account, start_ms: int, duration_ms: int, first_id: int
+) -> tuple[_Key, int]:
+    """A patient scraper: browser agents rotated per call, jittered gaps of ~15 s, ids skipped in small steps,
+    from a few residential addresses in the account's own country."""
+    rng = world.rng
+    key_id = f"{account.account_id.replace('acct', 'key')}-{len(account.keys) + 1}"
+    disguises = [_Key(key_id, agent, None) for agent in BROWSER_USER_AGENTS]
+    home = account.networks[0].country
+    addresses = [world.network(home).hosts[0] for _ in range(3)]
+    period_ms = float(rng.uniform(8000, 20000))
+    ts, last, next_id = float(start_ms), start_ms, first_id
+    while ts < start_ms + duration_ms:
+        last = int(ts)
+        key = disguises[int(rng.integers(len(disguises)))]
+        ip = addresses[int(rng.integers(len(addresses)))]
+        if rng.random() < 0.15:
+            world.add(last, account, key, ip, _LIST_ROUTE, 200)
+        else:
+            status = int(rng.choice([404, 200, 429], p=[0.5, 0.48, 0.02]))
+            world.add(last, account, key, ip, _POLL_ROUTE, status, resource_id=f"vid_{next_id}")
+            next_id += int(rng.integers(1, 4))
+        ts += period_ms * float(rng.lognormal(0.0, 0.6))
+    return disguises[0], last
 
 
 def _crawler(
@@ -601,12 +687,12 @@ _DURATION_RANGE_MIN = {
 
 
 def _inject(
-    world: _World, accounts: list[_Account], subjects: dict[ScenarioKind, list[int]]
+    world: _World, accounts: list[_Account], subjects: dict[tuple[ScenarioKind, str], list[int]]
 ) -> list[ScenarioTruth]:
     spec, rng = world.spec, world.rng
     truths = []
     lo_ms = world.start_ms + spec.clean_history_s * 1000
-    for kind, indices in subjects.items():
+    for (kind, variant), indices in subjects.items():
         for i, a in enumerate(indices):
             account = accounts[a]
             low, high = _DURATION_RANGE_MIN[kind]
@@ -615,12 +701,14 @@ def _inject(
             start_ms = lo_ms + int((i + rng.random()) / len(indices) * (world.end_ms - lo_ms - duration_ms))
             key_id: str | None = None
             if kind is ScenarioKind.TRAFFIC_SURGE:
-                first, last = _traffic_surge(world, account, start_ms, duration_ms)
+                first, last = _traffic_surge(world, account, start_ms, duration_ms, ramp=variant == "ramp")
             elif kind is ScenarioKind.KEY_SHARING:
-                key, first, last = _key_sharing(world, account, start_ms, duration_ms)
+                sharing = _proxy_sharing if variant == "residential_proxies" else _key_sharing
+                key, first, last = sharing(world, account, start_ms, duration_ms)
                 key_id = key.key_id
             elif kind is ScenarioKind.CRAWLER:
-                key, last = _crawler(world, account, start_ms, duration_ms, 100_000 * (i + 1))
+                crawl = _slow_crawler if variant == "slow_rotating" else _crawler
+                key, last = crawl(world, account, start_ms, duration_ms, 100_000 * (i + 1))
                 first, key_id = start_ms, key.key_id
             else:
                 count = int(rng.integers(1, 4))
@@ -629,10 +717,12 @@ def _inject(
                     for j in range(count)
                 ]
                 first, last = start_ms, _minor_safety(world, account, start_ms, prompts)
+            label = kind.value if variant == "basic" else f"{kind.value}-{variant}"
             truths.append(
                 ScenarioTruth(
-                    scenario_id=f"sc-{kind.value}-{i + 1:02d}",
+                    scenario_id=f"sc-{label}-{i + 1:02d}",
                     scenario=kind,
+                    variant=variant,
                     subject_type=SubjectType.API_KEY if key_id else SubjectType.ACCOUNT,
                     subject_id=key_id or account.account_id,
                     account_id=account.account_id,
@@ -662,10 +752,11 @@ def simulate(spec: SimulationSpec) -> tuple[Iterator[dict[str, Any]], list[Scena
         accounts[a].rate_per_min = float(world.rng.uniform(40, 100))
     ordinary = [a for a in order if a not in big]
     n = spec.scenarios_per_kind
-    subjects = {kind: ordinary[k * n : (k + 1) * n] for k, kind in enumerate(ScenarioKind)}
-    for a in subjects[ScenarioKind.TRAFFIC_SURGE]:
-        # A steady mid-sized customer, so ×15–40 lands well above any sane per-minute floor.
-        accounts[a].rate_per_min = float(world.rng.uniform(5, 10))
+    subjects = {variant: ordinary[k * n : (k + 1) * n] for k, variant in enumerate(spec.variants)}
+    for (kind, _), indices in subjects.items():
+        for a in indices if kind is ScenarioKind.TRAFFIC_SURGE else ():
+            # A steady mid-sized customer, so ×15–40 lands well above any sane per-minute floor.
+            accounts[a].rate_per_min = float(world.rng.uniform(5, 10))
     _normal_traffic(world, accounts)
     truths = _inject(world, accounts, subjects)
     rows = world.rows

@@ -148,6 +148,7 @@ def test_report_serialises_and_formats() -> None:
     assert data["scenarios"][0] == {
         "scenario_id": "sc-traffic_surge-01",
         "scenario": "traffic_surge",
+        "variant": "basic",
         "account_id": "acct-0001",
         "subject_id": "acct-0001",
         "caught": True,
@@ -158,3 +159,16 @@ def test_report_serialises_and_formats() -> None:
     assert "traffic_surge" in text and "n/a" in text
     assert "sc-crawler-01" in text and "75s" in text
     assert "1 findings on 1 accounts (crawler 1)" in text
+
+
+def test_variants_get_their_own_rows() -> None:
+    basic = _truth(1, ScenarioKind.CRAWLER, "acct-0001", key="key-0001-1")
+    slow = _truth(2, ScenarioKind.CRAWLER, "acct-0002", key="key-0002-1").model_copy(
+        update={"variant": "slow_rotating"}
+    )
+    report = evaluate([basic, slow], [_finding("crawler", "acct-0002", 300, key="key-0002-1")])
+    rows = {(v.scenario, v.variant): v for v in report.variants}
+    assert rows[(ScenarioKind.CRAWLER, "basic")].recall == 0.0
+    assert rows[(ScenarioKind.CRAWLER, "slow_rotating")].recall == 1.0
+    assert rows[(ScenarioKind.CRAWLER, "slow_rotating")].median_time_to_detect_s == 300
+    assert "Detection by variant" in format_report(report)

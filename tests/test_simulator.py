@@ -194,3 +194,69 @@ def test_spec_refuses_impossible_requests() -> None:
     with pytest.raises(ValueError):
         SimulationSpec(duration_s=3600)
     assert SimulationSpec(start=datetime(2026, 1, 5, tzinfo=UTC)).accounts == 200
+
+
+def test_every_simulated_prefix_geolocates_to_its_country_in_the_bundled_dataset() -> None:
+    from detectors.geo import open_geolocator
+    from streams.simulator import _COUNTRIES
+
+    geo = open_geolocator()
+    for country, _, _, v4_prefixes, v6_prefixes in _COUNTRIES:
+        for prefix in v4_prefixes:
+            assert {geo.locate(f"{prefix}.{third}.9").country for third in (0, 63, 128, 191, 255)} == {country}, prefix
+        for prefix in v6_prefixes:
+            assert geo.locate(f"{prefix}:1234:5678::9").country == country, prefix
+
+
+HARD = SimulationSpec(accounts=40, duration_s=3 * 3600, seed=12, scenarios_per_kind=1, hard=True)
+
+
+@pytest.fixture(scope="module")
+def hard() -> tuple[list[dict[str, Any]], list[ScenarioTruth]]:
+    events, truth = simulate(HARD)
+    return list(events), truth
+
+
+def test_hard_variants_are_labelled(hard: tuple[list[dict[str, Any]], list[ScenarioTruth]]) -> None:
+    _, truth = hard
+    assert sorted((t.scenario.value, t.variant) for t in truth) == sorted(
+        [(kind.value, "basic") for kind in ScenarioKind]
+        + [("traffic_surge", "ramp"), ("key_sharing", "residential_proxies"), ("crawler", "slow_rotating")]
+    )
+    basic_only = {(t.scenario, t.subject_id) for t in simulate(replace(HARD, hard=False))[1]}
+    assert basic_only <= {(t.scenario, t.subject_id) for t in truth}
+
+
+def test_slow_crawler_is_jittered_rotates_agents_and_skips_ids(
+    hard: tuple[list[dict[str, Any]], list[ScenarioTruth]],
+) -> None:
+    events, truth = hard
+    (t,) = [t for t in truth if t.variant == "slow_rotating"]
+    mine = _of_key(events, t)
+    gaps = [parse_timestamp(b["ts"]) - parse_timestamp(a["ts"]) for a, b in pairwise(mine)]
+    seconds = [g.total_seconds() for g in gaps]
+    assert statistics.pstdev(seconds) / statistics.fmean(seconds) > 0.4
+    assert statistics.fmean(seconds) > 5
+    assert len({e["user_agent"] for e in mine}) >= 5
+    ids = [int(e["resource_id"].split("_")[1]) for e in mine if e["resource_id"]]
+    assert all(1 <= b - a <= 3 for a, b in pairwise(ids)) and any(b - a > 1 for a, b in pairwise(ids))
+
+
+def test_proxy_sharing_has_many_devices_behind_three_addresses(
+    hard: tuple[list[dict[str, Any]], list[ScenarioTruth]],
+) -> None:
+    events, truth = hard
+    (t,) = [t for t in truth if t.variant == "residential_proxies"]
+    home = {e["ip"] for e in events if e["account_id"] == t.account_id and parse_timestamp(e["ts"]) < t.start}
+    shared = [e for e in _of_key(events, t) if e["ip"] not in home]
+    assert len({e["ip"] for e in shared}) == 3
+    assert len({e["device_id"] for e in shared}) >= 8
+
+
+def test_ramp_surge_grows(hard: tuple[list[dict[str, Any]], list[ScenarioTruth]]) -> None:
+    events, truth = hard
+    (t,) = [t for t in truth if t.variant == "ramp"]
+    mine = [parse_timestamp(e["ts"]) for e in events if e["account_id"] == t.account_id]
+    mine = [ts for ts in mine if t.start <= ts <= t.end]
+    half = t.start + (t.end - t.start) / 2
+    assert sum(ts > half for ts in mine) > 1.8 * sum(ts <= half for ts in mine)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import math
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
 _HASH_BITS = 64
 
 
+@lru_cache(maxsize=65_536)  # the same addresses, devices and agents recur on every call of a client
 def _hash64(item: str) -> int:
     return int.from_bytes(blake2b(item.encode("utf-8"), digest_size=8).digest(), "big")
 
@@ -102,9 +104,10 @@ class SlidingDistinct:
         An item seen in an older pane and repeated in a new one does not count as new, so a
         window merely sliding over the same users never looks like a change.
         """
-        current = self._trim(now_ms)
+        current = now_ms - now_ms % self.pane_ms
         sketch = self.sketches.get(current)
-        if sketch is None:
+        if sketch is None:  # a new pane is the only moment an old one can have left the window
+            self._trim(now_ms)
             sketch = self.sketches[current] = HyperLogLog(self.precision)
         index, rank = sketch.position(item)
         seen = max(s.registers[index] for s in self.sketches.values())

@@ -78,9 +78,12 @@ class SeasonalState:
     pending: list[list[float]] = field(default_factory=list)
     """Warm-up (ts_ms, value) pairs held until a learned unit is known."""
     day: list[float] = field(default_factory=lambda: [0.0] * HOURS_PER_DAY)
+    day_shift: float = 0.0
+    """The hour-of-day offsets' mean, kept apart so that re-centring them is O(1): offset = day[h] − day_shift."""
     day_weight: list[float] = field(default_factory=lambda: [0.0] * HOURS_PER_DAY)
     """Days of data each hour-of-day slot has seen (a minute series adds 1/60 per point)."""
     week: list[float] = field(default_factory=lambda: [0.0] * DAYS_PER_WEEK)
+    week_shift: float = 0.0
     week_weight: list[float] = field(default_factory=lambda: [0.0] * DAYS_PER_WEEK)
     """Weeks of data each day-of-week slot has seen."""
 
@@ -98,8 +101,10 @@ class SeasonalState:
             "last_ts_ms": self.last_ts_ms,
             "pending": [list(pair) for pair in self.pending],
             "day": list(self.day),
+            "day_shift": self.day_shift,
             "day_weight": list(self.day_weight),
             "week": list(self.week),
+            "week_shift": self.week_shift,
             "week_weight": list(self.week_weight),
         }
 
@@ -155,16 +160,18 @@ class SeasonalModel:
         return math.sinh(y) * unit
 
     # --- the model -------------------------------------------------------------------------
-    def _expected_and_scale(
-        self, ts_ms: int, unit: float, *, shrink: bool = True, use_prior: bool = True
-    ) -> tuple[float, float]:
-        """Expected value and robust σ in model units. Predictions shrink young seasonal offsets towards
-        zero; the offsets learn from the unshrunk profile, so they converge to it rather than overshoot."""
+    def _predict(self, ts_ms: int, unit: float, *, use_prior: bool = True) -> tuple[float, float, float]:
+        """(expected, unshrunk expected, robust σ) in model units. Predictions shrink young seasonal offsets
+        towards zero; the offsets learn from the unshrunk profile, so they converge to it, not overshoot."""
         st, p = self.state, self.params
         hour, weekday = _slots(ts_ms)
-        day_weight = _shrink(st.day_weight[hour], p.season_shrinkage) if shrink else 1.0
-        week_weight = _shrink(st.week_weight[weekday], p.season_shrinkage) if shrink else 1.0
-        expected = st.level + day_weight * st.day[hour] + week_weight * st.week[weekday]
+        day_offset, week_offset = st.day[hour] - st.day_shift, st.week[weekday] - st.week_shift
+        profile = st.level + day_offset + week_offset
+        expected = (
+            st.level
+            + _shrink(st.day_weight[hour], p.season_shrinkage) * day_offset
+            + _shrink(st.week_weight[weekday], p.season_shrinkage) * week_offset
+        )
         scale = st.scale
         if use_prior and self.prior is not None and st.n < p.warmup:
             # Cold start: lean on the population until the subject's own history carries weight.
@@ -176,7 +183,7 @@ class SeasonalModel:
             if not p.two_sided:
                 # Upward-only scoring never flags a new subject for being busier than it has yet shown.
                 expected = max(expected, prior_level)
-        return expected, max(scale * _MAD_TO_SIGMA, p.min_scale)
+        return expected, profile, max(scale * _MAD_TO_SIGMA, p.min_scale)
 
     def ready(self) -> bool:
         """Whether scores mean anything yet: a prior, or enough history of its own."""
@@ -188,7 +195,7 @@ class SeasonalModel:
         if unit is None or not self.ready():
             return Assessment(score=0.0, z=0.0, cusum_z=0.0, expected=value)
         p, st = self.params, self.state
-        expected, sigma = self._expected_and_scale(ts_ms, unit)
+        expected, _, sigma = self._predict(ts_ms, unit)
         z = (self._to_model(value, unit) - expected) / sigma
         step = self._cusum_step(z)
         up = max(0.0, st.cusum_up + step - p.cusum_drift)
@@ -243,7 +250,7 @@ class SeasonalModel:
             return
         # z, the CUSUM and the scale judge the prediction as scored; the level and profile learn from
         # the residual of the unshrunk profile.
-        expected, sigma = self._expected_and_scale(ts_ms, unit, use_prior=False)
+        expected, profile, sigma = self._predict(ts_ms, unit, use_prior=False)
         residual = y - expected
         z = residual / sigma
         warm = st.n >= p.warmup
@@ -252,7 +259,7 @@ class SeasonalModel:
         st.cusum_down = min(max(0.0, st.cusum_down - step - p.cusum_drift), 2 * p.cusum_limit) if warm else 0.0
         # Huber: an outlier teaches the model only as much as a 'huber_z' deviation would.
         bound = p.huber_z * sigma
-        profile_residual = y - self._expected_and_scale(ts_ms, unit, shrink=False, use_prior=False)[0]
+        profile_residual = y - profile
         clipped = max(-bound, min(bound, profile_residual)) if warm else profile_residual
         level_rate = max(p.level_alpha, 1.0 / (st.n + 1))
         st.level += level_rate * clipped
@@ -272,15 +279,15 @@ class SeasonalModel:
         hour, weekday = _slots(ts_ms)
         # A weighted running mean at first, an EWMA over periods once the slot has history.
         st.day_weight[hour] += spacing_h
-        st.day[hour] += max(p.season_alpha, 1.0 / st.day_weight[hour]) * spacing_h * remainder
+        day_step = max(p.season_alpha, 1.0 / st.day_weight[hour]) * spacing_h * remainder
         spacing_w = spacing_h / HOURS_PER_DAY
         st.week_weight[weekday] += spacing_w
-        st.week[weekday] += max(p.season_alpha, 1.0 / st.week_weight[weekday]) * spacing_w * remainder
-        # Offsets average zero, the mean lives in the level: otherwise level and profiles, learning from
-        # the same residual, drift in opposite directions and the profile is no longer a profile.
-        for offsets in (st.day, st.week):
-            mean = sum(offsets) / len(offsets)
-            st.level += mean
-            for slot in range(len(offsets)):
-                offsets[slot] -= mean
+        week_step = max(p.season_alpha, 1.0 / st.week_weight[weekday]) * spacing_w * remainder
+        # Offsets average zero and the mean lives in the level: otherwise level and profiles, learning
+        # from the same residual, drift in opposite directions and the profile is no longer a profile.
+        st.day[hour] += day_step
+        st.day_shift += day_step / HOURS_PER_DAY
+        st.week[weekday] += week_step
+        st.week_shift += week_step / DAYS_PER_WEEK
+        st.level += day_step / HOURS_PER_DAY + week_step / DAYS_PER_WEEK
         st.n = min(st.n + 1, _COUNT_CAP)

@@ -84,7 +84,7 @@ class TrafficAnomalyConfig(DetectorConfig):
         default_factory=lambda: [401, 403, 429], description="HTTP codes that count as auth / rate-limit errors"
     )
     max_gap_buckets: int = Field(
-        default=1440, ge=1, description="Empty buckets learned after an idle spell, at most (older ones are skipped)"
+        default=120, ge=1, description="Empty buckets learned after an idle spell, at most (older ones are skipped)"
     )
     cooldown_s: PositiveSeconds = 3600
 

@@ -8,15 +8,20 @@ any series, so what operators try on their own metrics is what the detector does
 How it works, in the transformed space ``y = asinh(value / unit)`` (linear near zero, logarithmic
 for large values, so a count that doubles moves as far at 10/min as at 10,000/min):
 
-- expected(ts) = level + shrunk hour-of-day offset + shrunk day-of-week offset. A seasonal offset
-  is shrunk towards zero by ``n / (n + season_shrinkage)`` while its slot has seen few values, so
-  one odd Monday does not become the Monday profile.
-- scale = EWMA of the absolute residual (a running mean absolute deviation), with a floor.
+- expected(ts) = level + shrunk hour-of-day offset + shrunk day-of-week offset. The offsets are
+  kept mean-zero (their mean lives in the level), learn per unit of time (a minute series and an
+  hourly one age alike), and are shrunk towards zero by ``w / (w + season_shrinkage)`` while
+  their slot has seen few periods, so one odd Monday does not become the Monday profile.
+- scale = EWMA of the absolute residual (a running mean absolute deviation), with a floor; one
+  value moves it by at most ``SCALE_STEP_CAP`` × itself, so a surge or a ramp cannot quickly widen
+  the band it is judged by.
 - z = residual / (1.25 · scale): a robust z-score (1.25 · MAD ≈ σ for normal noise).
 - Residuals are clipped at ``huber_z`` before they teach the model (Huber), so a surge does not
   become the new normal at once; a lasting step change is still absorbed at the slow rate.
-- A CUSUM of z catches sustained shifts that no single point shows.
-- The score is a logistic of max(|z|, CUSUM-equivalent z), centred on ``alarm_z`` (score 0.5).
+- A CUSUM of z catches sustained shifts that no single point shows; its steps are deflated by the
+  residuals' lag-1 autocorrelation, so a slowly wandering metric is not taken for a shift.
+- The score is a logistic of max(z, CUSUM-equivalent z), centred on ``alarm_z`` (score 0.5);
+  two-sided models take |z| and the downward CUSUM too.
 """
 
 from __future__ import annotations
@@ -40,19 +45,20 @@ AUTOCORRELATION_RATE = 0.25
 
 @dataclass(frozen=True, slots=True)
 class SeasonalParams:
-    """Hyper-parameters; the detector builds them from ``TrafficAnomalyConfig``."""
+    """Hyper-parameters; the detector and score-series build them from ``TrafficAnomalyConfig``
+    (``detectors.traffic.model_params``). The defaults here equal that config's."""
 
     level_alpha: float = 0.02
     season_alpha: float = 0.05
     scale_alpha: float = 0.02
     season_shrinkage: float = 2.0
     huber_z: float = 3.0
-    cusum_drift: float = 1.0
-    cusum_limit: float = 10.0
-    alarm_z: float = 5.0
+    cusum_drift: float = 1.5
+    cusum_limit: float = 15.0
+    alarm_z: float = 4.5
     score_slope: float = 1.5
     min_scale: float = 0.05
-    warmup: int = 12
+    warmup: int = 20
     two_sided: bool = True
     unit: float | None = 1.0
     """Divisor before asinh; ``None`` = learn it once from the median |value| of the warm-up values."""

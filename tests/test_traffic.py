@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.nab_score import anomaly_windows, score_series
 from detectors.seasonal import SeasonalModel, SeasonalParams, SeasonalState
-from detectors.traffic import Signal, TrafficAnomalyDetector, series_params
+from detectors.traffic import Signal, TrafficAnomalyDetector, model_params, series_params
 from models.config import StateConfig, TrafficAnomalyConfig
 from models.finding import Finding, SubjectType
 from streams.cli import main
@@ -168,6 +168,10 @@ def test_model_snapshot_through_json_restores_identical_scores() -> None:
         straight.learn_one(ts, value)
         restored.learn_one(ts, value)
     assert restored.state.dump() == straight.state.dump()
+
+
+def test_the_models_own_defaults_are_the_configs() -> None:
+    assert model_params(TrafficAnomalyConfig(), two_sided=True, unit=1.0) == SeasonalParams(unit=1.0, two_sided=True)
 
 
 def _write_series(path: Path, header: list[str] | None, rows: list[list[str]]) -> None:

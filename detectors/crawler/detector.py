@@ -90,19 +90,13 @@ class KeyActivity:
             del self.resource_numbers[: len(self.resource_numbers) - max_events]
 
 
-def window_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
-    """The measured shape of a key's window, the inputs of both the rules and the model."""
-    gaps = [b - a for a, b in pairwise(activity.times)]
-    mean_gap = statistics.fmean(gaps) if gaps else 0.0
-    median_gap = statistics.median(gaps) if gaps else 0.0
-    tolerance = config.periodic_tolerance * median_gap
+def content_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
+    """What a key's window asks for and gets: cheap sums over the window."""
     numbers = activity.resource_numbers
     steps = [b - a for a, b in pairwise(numbers)]
     calls = len(activity.times)
     return {
         "requests": float(calls),
-        "gap_cv": statistics.pstdev(gaps) / mean_gap if mean_gap > 0 else 1.0,
-        "periodic_share": sum(abs(g - median_gap) <= tolerance for g in gaps) / len(gaps) if median_gap > 0 else 0.0,
         "generation_share": sum(activity.generating) / calls if calls else 0.0,
         "not_found_share": sum(activity.not_found) / calls if calls else 0.0,
         "forward_step_share": sum(0 < s <= config.max_id_step for s in steps) / len(steps) if len(steps) >= 2 else 0.0,
@@ -110,6 +104,27 @@ def window_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, f
         "user_agents": float(len(set(activity.agents))),
         "automation_agent": float(activity.automation_agent),
     }
+
+
+def timing_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
+    """How machine-like the gaps between calls are: the dearer half of the features."""
+    gaps = [b - a for a, b in pairwise(activity.times)]
+    mean_gap = statistics.fmean(gaps) if gaps else 0.0
+    median_gap = statistics.median(gaps) if gaps else 0.0
+    tolerance = config.periodic_tolerance * median_gap
+    return {
+        "gap_cv": statistics.pstdev(gaps) / mean_gap if mean_gap > 0 else 1.0,
+        "periodic_share": sum(abs(g - median_gap) <= tolerance for g in gaps) / len(gaps) if median_gap > 0 else 0.0,
+    }
+
+
+_NO_TIMING = {"gap_cv": 1.0, "periodic_share": 0.0}
+_TIMING_SIGNALS = ("regular_timing", "periodic")
+
+
+def window_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
+    """The measured shape of a key's window, the inputs of the rules (and of train.py's models)."""
+    return {**content_features(activity, config), **timing_features(activity, config)}
 
 
 def rule_signals(features: dict[str, float], config: CrawlerConfig) -> dict[str, float]:
@@ -178,7 +193,11 @@ class CrawlerDetector(Detector):
         activity = self.record(event)
         if activity is None or cooling_down(activity.last_flag_ms, event.ts_ms, cfg.cooldown_s):
             return []
-        features = window_features(activity, cfg)
+        content = content_features(activity, cfg)
+        best_case = sum(cfg.signal_weights.get(signal, 0.0) for signal in rule_signals({**content, **_NO_TIMING}, cfg))
+        if best_case + sum(cfg.signal_weights.get(signal, 0.0) for signal in _TIMING_SIGNALS) < cfg.flag_score:
+            return []  # even perfectly machine-like timing could not flag it: skip the dear timing statistics
+        features = {**content, **timing_features(activity, cfg)}
         fired = rule_signals(features, cfg)
         score = sum(cfg.signal_weights.get(signal, 0.0) for signal in fired)
         if score < cfg.flag_score:

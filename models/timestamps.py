@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -96,13 +96,17 @@ UtcTimestamp = Annotated[
 ]
 """A datetime field that accepts RFC 3339 or epoch ms and serialises as RFC 3339 UTC."""
 
-EventTimestamp = Annotated[
-    _FAST_TIMESTAMP,
-    PlainSerializer(format_timestamp, return_type=str, when_used="json"),
-    WithJsonSchema(
-        {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}]},
-        mode="validation",
-    ),
-    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
-]
-"""The hot-path variant for telemetry input: the same contract as UtcTimestamp, parsed in pydantic-core."""
+# The hot-path variant for telemetry input: the same contract as UtcTimestamp, parsed in pydantic-core.
+# Type checkers see what the validators produce (a datetime), pydantic sees the tagged union.
+if TYPE_CHECKING:
+    EventTimestamp = datetime
+else:
+    EventTimestamp = Annotated[
+        _FAST_TIMESTAMP,
+        PlainSerializer(format_timestamp, return_type=str, when_used="json"),
+        WithJsonSchema(
+            {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}]},
+            mode="validation",
+        ),
+        WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+    ]

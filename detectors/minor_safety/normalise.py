@@ -12,6 +12,8 @@ import unicodedata
 from dataclasses import dataclass
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u034f"))
+# Control characters are dropped too: one of them is the separator between a prompt's forms.
+_CONTROL = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
 # Cyrillic and Greek letters drawn like Latin ones (NFKC leaves them alone, as they are real letters).
 # Lower case only: text is lower-cased first. A compact table rather than a dependency: these are the
@@ -43,7 +45,10 @@ _SPACES = re.compile(r"\s+")
 def fold(text: str) -> str:
     """Compatibility forms (fullwidth, mathematical letters), zero-width characters, case, confusables and
     accents all folded away; CJK and digits are kept."""
-    text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).lower().translate(_CONFUSABLES)
+    if text.isascii():  # most prompts: none of the Unicode steps can change them
+        return _SPACES.sub(" ", text.translate(_CONTROL).lower()).strip()
+    text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_CONTROL)
+    text = text.lower().translate(_CONFUSABLES)
     decomposed = unicodedata.normalize("NFD", text)
     text = unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
     return _SPACES.sub(" ", text).strip()

@@ -2,9 +2,10 @@
 
 The lexicon alone decides a clear hit: a strong minor indicator together with strong sexual or
 exploitative intent, where a false accusation is grave. The model reads the phrasing the lexicon has
-no word for; its probability is weighted by ``model_weight`` (below the hit threshold), so a learned
-score can make a prompt near-threshold, which escalates only when an account repeats it, but never
-suspends an account by itself.
+no word for, on prompts where the lexicon sees at least one of the two signals; its probability is
+weighted by ``model_weight`` (below the hit threshold), so a learned score can make a prompt
+near-threshold, which escalates only when an account repeats it, but never suspends an account by
+itself.
 """
 
 from __future__ import annotations
@@ -52,8 +53,12 @@ class PromptScore:
 
 
 def _stated_minor_age(plain: str) -> bool:
+    if WORD_AGE.search(plain):
+        return True
+    if not any(ch.isdigit() for ch in plain):  # most prompts: skip the digit patterns
+        return False
     ages = (int(match.group(1)) for pattern in AGE_PATTERNS for match in pattern.finditer(plain))
-    return any(0 < age < 18 for age in ages) or WORD_AGE.search(plain) is not None
+    return any(0 < age < 18 for age in ages)
 
 
 def lexicon_match(prompt: PromptForms) -> LexiconMatch:
@@ -66,7 +71,7 @@ def lexicon_match(prompt: PromptForms) -> LexiconMatch:
         if category.pattern.search(forms):
             signal, strong = found.get(category.name, (category.signal, False))
             found[category.name] = (signal, strong or category.strong)
-    adult = ADULT_ASSERTION.search(forms) is not None
+    adult = "teen_term" in found and ADULT_ASSERTION.search(forms) is not None
     if adult:
         # "teen" beside a stated adult is an adult's youth; strong indicators stand regardless.
         found.pop("teen_term", None)
@@ -99,10 +104,16 @@ class PromptScorer:
     def score_batch(self, prompts: Sequence[str]) -> list[PromptScore]:
         forms = [prompt_forms(prompt) for prompt in prompts]
         matches = [lexicon_match(form) for form in forms]
-        if self.model is None or not prompts:
-            return [PromptScore(m.score, m.categories, m.score, 0.0) for m in matches]
-        learned = self.model.probabilities_of_inputs([model_input(form.words) for form in forms])
-        return [self._combine(match, float(p)) for match, p in zip(matches, learned, strict=True)]
+        scores = [PromptScore(m.score, m.categories, m.score, 0.0) for m in matches]
+        # The model weighs in only where the lexicon sees a minor or an intent: most prompts show
+        # neither, and a learned score with nothing the lexicon recognises is too weak to act on.
+        weighed = [i for i, match in enumerate(matches) if match.minor or match.intent]
+        if self.model is None or not weighed:
+            return scores
+        learned = self.model.probabilities_of_inputs([model_input(forms[i].words) for i in weighed])
+        for i, probability in zip(weighed, learned, strict=True):
+            scores[i] = self._combine(matches[i], float(probability))
+        return scores
 
     def score(self, prompt: str) -> PromptScore:
         return self.score_batch([prompt])[0]

@@ -190,6 +190,7 @@ _COUNTRIES: tuple[tuple[str, tuple[float, ...], float, tuple[str, ...], tuple[st
     ("PL", (1.0,), 0.03, ("31.0", "31.60", "31.63", "31.174", "31.183", "37.30", "37.108", "37.225"),
      ("2a03:1f00", "2a03:3800", "2a03:4b00")),
 )
+_NETWORK_ATTEMPTS = 64
 _COUNTRY_CODES = tuple(c[0] for c in _COUNTRIES)
 _COUNTRY_WEIGHTS = np.array([c[2] for c in _COUNTRIES]) / sum(c[2] for c in _COUNTRIES)
 _COUNTRY_INDEX = {c[0]: i for i, c in enumerate(_COUNTRIES)}
@@ -323,7 +324,9 @@ class _World:
     def network(self, country: str, ipv6: bool = False, avoid16: frozenset[str] = frozenset()) -> _Network:
         _, _, _, v4_prefixes, v6_prefixes = _COUNTRIES[_COUNTRY_INDEX[country]]
         rng = self.rng
-        while True:
+        # A country has a few thousand /24s here; once they run out (tens of thousands of accounts),
+        # households share an ISP's /24 as they do in life, rather than the search never ending.
+        for _ in range(_NETWORK_ATTEMPTS):
             if ipv6:
                 groups = rng.integers(0x100, 0x10000, size=2)
                 prefix = f"{self.pick(v6_prefixes)}:{groups[0]:x}:{groups[1]:x}"

@@ -260,3 +260,10 @@ def test_ramp_surge_grows(hard: tuple[list[dict[str, Any]], list[ScenarioTruth]]
     mine = [ts for ts in mine if t.start <= ts <= t.end]
     half = t.start + (t.end - t.start) / 2
     assert sum(ts > half for ts in mine) > 1.8 * sum(ts <= half for ts in mine)
+
+
+def test_more_accounts_than_a_country_has_networks_still_simulates() -> None:
+    # US has 2,048 simulated /24s; 8,000 accounts need more, so households share them.
+    spec = SimulationSpec(accounts=8_000, duration_s=120, seed=3, scenarios_per_kind=0, median_rate_per_min=0.05)
+    events, truth = simulate(spec)
+    assert truth == [] and sum(1 for _ in events) > 0

@@ -21,8 +21,10 @@ from models.config import ConfigError, WardenConfig, load_config
 from models.finding import Finding
 from models.schemas import CONTRACTS, schema_text, write_schemas
 from models.truth import ScenarioTruth
+from streams import metrics
 from streams.evaluation import evaluate, format_report
 from streams.files import JsonlFileSink, JsonlFileSource, open_binary
+from streams.health import serve
 from streams.records import Channel
 from streams.runner import Runner, RunSummary
 from streams.simulator import SimulationSpec, write_simulation
@@ -85,12 +87,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     }
     started = time.perf_counter()
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    summary = replay_file(config, Path(args.input), outputs, show_progress=show, reversals=_reversals(args))
+    # A long replay can be watched live like a worker; /healthz only says the process is up.
+    server = None if args.metrics_port is None else serve(config.server.host, args.metrics_port, _replaying)
+    try:
+        summary = replay_file(config, Path(args.input), outputs, show_progress=show, reversals=_reversals(args))
+    finally:
+        if server is not None:
+            server.shutdown()
     elapsed = time.perf_counter() - started
     print(summary.table())
     rate = summary.records / elapsed if elapsed > 0 else 0.0
     print(f"{summary.records:,} records in {elapsed:.1f}s ({rate:,.0f}/s)")
     print(f"dead letters → {outputs[Channel.DEAD_LETTERS]}")
+    if args.metrics_out:
+        metrics.write_exposition(Path(args.metrics_out))
+        print(f"metrics → {args.metrics_out}")
     return 0
 
 
@@ -115,6 +126,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"B = {args.config_b or 'defaults'} ({configs['b'].policy_version}): {len(actions['b'])} actions")
     print(format_backtest(compare(actions["a"], actions["b"]), examples=args.examples))
     return 0
+
+
+def _replaying() -> tuple[bool, str]:
+    return True, "ok: replaying"
 
 
 def _spec(args: argparse.Namespace) -> SimulationSpec:
@@ -246,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", help="YAML config (default: built-in defaults)")
     replay.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")
+    replay.add_argument("--metrics-out", metavar="FILE", help="write the Prometheus text exposition here at the end")
+    replay.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on this port while replaying")
     replay.add_argument("--reversals", metavar="FILE", help="lifted actions (ActionReversal JSONL) to honour")
     replay.set_defaults(handler=cmd_replay)
 

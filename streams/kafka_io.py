@@ -120,6 +120,16 @@ class KafkaSource(Source):
     def exhausted(self) -> bool:
         return False
 
+    def lags(self) -> dict[int, int]:
+        """Per assigned partition, records between our position and the last known high watermark
+        (from fetch responses, so no extra request); partitions not fetched yet are left out."""
+        lags: dict[int, int] = {}
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                lags[tp.partition] = max(0, highwater - self.consumer.position(tp))
+        return lags
+
     def offsets(self, positions: dict[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:
         return {TopicPartition(self.topic, p): OffsetAndMetadata(offset, "", -1) for p, offset in positions.items()}
 

@@ -49,10 +49,14 @@ ProgressCallback = Callable[[Source, RunSummary], None]
 class Runner:
     """Drives records from a source through the pipeline into a sink, one commit point per batch."""
 
-    def __init__(self, config: WardenConfig, source: Source, sink: Sink) -> None:
+    def __init__(
+        self, config: WardenConfig, source: Source, sink: Sink, wall_clock: Callable[[], float] | None = None
+    ) -> None:
         self.config = config
         self.source = source
         self.sink = sink
+        # Only a live run has a meaningful wall clock to measure event lag against; a replay passes none.
+        self.wall_clock = wall_clock
         self.pipeline = Pipeline(config, sink.channels(), source.name)
         self.summary = RunSummary()
 
@@ -75,7 +79,8 @@ class Runner:
             metrics.TRANSACTIONS.labels("aborted").inc()
             self.sink.abort()
             raise
-        metrics.record_batch(result, time.perf_counter() - started)
+        metrics.record_batch(result, time.perf_counter() - started, self.wall_clock() if self.wall_clock else None)
+        metrics.record_state(self.pipeline)
         self.summary.add(result)
         return result
 

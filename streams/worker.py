@@ -41,7 +41,7 @@ class KafkaWorker:
         # The sink's init_transactions comes before the first poll: it fences a crashed predecessor
         # with the same instance id and aborts its open batch before we read anything.
         self.sink = KafkaSink(kafka, self.source, instance_id)
-        self.runner = Runner(config, self.source, self.sink)
+        self.runner = Runner(config, self.source, self.sink, wall_clock=time.time)
         self.reversals = ReversalFeed(kafka)
         self.source.assign_hooks.append(self.restore_partition)
         self.source.revoke_hooks.append(self.drop_partition)
@@ -54,11 +54,14 @@ class KafkaWorker:
         processor.apply_reversals(list(self.runner.pipeline.reversals.values()))
         metrics.RESTORED_STATE_RECORDS.inc(applied)
         metrics.ASSIGNED_PARTITIONS.set(len(self.runner.pipeline.processors))
+        metrics.record_state(self.runner.pipeline)
         log.info("partition %d assigned: restored %d state records", partition, applied)
 
     def drop_partition(self, partition: int) -> None:
         self.runner.pipeline.drop_partition(partition)
         metrics.ASSIGNED_PARTITIONS.set(len(self.runner.pipeline.processors))
+        metrics.forget_partitions([partition])
+        metrics.record_state(self.runner.pipeline)
         log.info("partition %d revoked", partition)
 
     def recover(self) -> None:
@@ -87,18 +90,10 @@ class KafkaWorker:
                 except KafkaError as error:
                     log.warning("batch aborted (%s); rewinding to committed offsets", error)
                     self.recover()
-                self._update_gauges()
+                metrics.record_consumer_lag(self.source.lags())
         finally:
             server.shutdown()
             self.close()
-
-    def _update_gauges(self) -> None:
-        counts: dict[str, int] = {}
-        for processor in self.runner.pipeline.processors.values():
-            for name, count in processor.subject_counts().items():
-                counts[name] = counts.get(name, 0) + count
-        for name, count in counts.items():
-            metrics.STATE_SUBJECTS.labels(name).set(count)
 
     # Enforcement inputs other than telemetry: config reload and reviewers' reversals, applied between batches.
 

@@ -8,10 +8,12 @@ node-fetch, which the list also names) are not, since ordinary SDK clients use t
 
 from __future__ import annotations
 
+import math
 import re
-import statistics
+import sys
+from array import array
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from hashlib import blake2b
 from itertools import pairwise
 from typing import Any
@@ -29,12 +31,23 @@ _TRAILING_NUMBER = re.compile(r"(?:^|[^A-Za-z0-9])(\d+)$")
 # Calls that make something; a key that never makes anything and only reads is a scraper's shape.
 _GENERATING_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _LIBRARY_TAG = "http-library"
+# Distinct user agents a detector remembers the digest and class of; a busy stream shows a few dozen.
+_AGENT_CACHE_SIZE = 4096
+
+
+@cache
+def _crawler_patterns() -> list[tuple[re.Pattern[str], dict[str, Any]]]:
+    """The list's patterns, compiled once: ``matching_crawlers`` searches them all by pattern string,
+    which recompiles every one of them per user agent (there are more than ``re``'s cache holds)."""
+    return [(re.compile(str(entry["pattern"])), entry) for entry in crawleruseragents.CRAWLER_USER_AGENTS_DATA]
 
 
 @lru_cache(maxsize=4096)
 def agent_class(user_agent: str, automation_words: tuple[str, ...]) -> str | None:
     """``automation``, ``http_library`` or ``None`` (a browser, an SDK of our own, unknown)."""
-    matches = [crawleruseragents.CRAWLER_USER_AGENTS_DATA[i] for i in crawleruseragents.matching_crawlers(user_agent)]
+    if not crawleruseragents.is_crawler(user_agent):  # the same gate as ``matching_crawlers``
+        return None
+    matches = [entry for pattern, entry in _crawler_patterns() if pattern.search(user_agent)]
     if not matches:
         return None
     for entry in matches:
@@ -48,16 +61,30 @@ def _agent_digest(user_agent: str | None) -> str:
     return blake2b((user_agent or "").encode("utf-8"), digest_size=6).hexdigest()
 
 
+def _int64s(values: list[int] | None = None) -> array[int]:
+    return array("q", values or ())
+
+
 @dataclass(slots=True)
 class KeyActivity:
-    """A bounded window of one key's recent calls, as parallel lists (cheap to dump and trim)."""
+    """A bounded window of one key's recent calls, kept compact: scoring counts bytes in C instead of
+    rescanning Python lists, and a call costs 10 bytes (its time and two flags) instead of ~200.
+
+    ``agent_last`` maps each user-agent digest to the number (in ``calls_seen`` order) of its latest call:
+    an agent is in the window while that call is, so distinct agents need no per-call record.
+    ``forward_steps`` holds, per numbered read, whether its id stepped forward from the read before it
+    (judged with ``max_id_step`` when added; the first read's flag means nothing, as it has no step).
+    Numbered reads are capped by count only, not by time: that is the window's definition.
+    """
 
     last_seen_ms: int
-    times: list[int] = field(default_factory=list)
-    generating: list[bool] = field(default_factory=list)
-    not_found: list[bool] = field(default_factory=list)
-    agents: list[str] = field(default_factory=list)  # digests of the user agent of each call
-    resource_numbers: list[int] = field(default_factory=list)
+    times: array[int] = field(default_factory=_int64s)
+    generating: bytearray = field(default_factory=bytearray)
+    not_found: bytearray = field(default_factory=bytearray)
+    calls_seen: int = 0
+    agent_last: dict[str, int] = field(default_factory=dict)
+    forward_steps: bytearray = field(default_factory=bytearray)
+    last_number: int | None = None
     automation_agent: bool = False
     events_since_score: int = 0
     last_flag_ms: int | None = None
@@ -65,11 +92,13 @@ class KeyActivity:
     def dump(self) -> dict[str, Any]:
         return {
             "last_seen_ms": self.last_seen_ms,
-            "times": list(self.times),
-            "generating": list(self.generating),
-            "not_found": list(self.not_found),
-            "agents": list(self.agents),
-            "resource_numbers": list(self.resource_numbers),
+            "times": self.times.tolist(),
+            "generating": self.generating.hex(),
+            "not_found": self.not_found.hex(),
+            "calls_seen": self.calls_seen,
+            "agent_last": dict(self.agent_last),
+            "forward_steps": self.forward_steps.hex(),
+            "last_number": self.last_number,
             "automation_agent": self.automation_agent,
             "events_since_score": self.events_since_score,
             "last_flag_ms": self.last_flag_ms,
@@ -77,44 +106,103 @@ class KeyActivity:
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> KeyActivity:
-        return cls(**data)
+        return cls(
+            **{
+                **data,
+                "times": _int64s(data["times"]),
+                "generating": bytearray.fromhex(data["generating"]),
+                "not_found": bytearray.fromhex(data["not_found"]),
+                "agent_last": dict(data["agent_last"]),
+                "forward_steps": bytearray.fromhex(data["forward_steps"]),
+            }
+        )
+
+    def add_call(self, now_ms: int, generating: bool, not_found: bool, agent: str) -> None:
+        call = self.calls_seen
+        self.calls_seen += 1
+        self.times.append(now_ms)
+        self.generating.append(generating)
+        self.not_found.append(not_found)
+        if agent not in self.agent_last:  # a new agent: forget those whose calls have all left the window
+            first = self.first_call()
+            self.agent_last = {known: last for known, last in self.agent_last.items() if last >= first}
+        self.agent_last[agent] = call
+
+    def add_numbered_read(self, number: int, max_id_step: int) -> None:
+        last = self.last_number
+        self.forward_steps.append(last is not None and 0 < number - last <= max_id_step)
+        self.last_number = number
 
     def trim(self, horizon_ms: int, max_events: int) -> None:
+        times = self.times
         drop = 0
-        while drop < len(self.times) and self.times[drop] < horizon_ms:
+        while drop < len(times) and times[drop] < horizon_ms:
             drop += 1
-        drop = max(drop, len(self.times) - max_events)
+        drop = max(drop, len(times) - max_events)
         if drop > 0:
-            del self.times[:drop], self.generating[:drop], self.not_found[:drop], self.agents[:drop]
-        if len(self.resource_numbers) > max_events:
-            del self.resource_numbers[: len(self.resource_numbers) - max_events]
+            del times[:drop], self.generating[:drop], self.not_found[:drop]
+        if len(self.forward_steps) > max_events:
+            del self.forward_steps[: len(self.forward_steps) - max_events]
+
+    def first_call(self) -> int:
+        """The number of the oldest call still in the window."""
+        return self.calls_seen - len(self.times)
+
+    def user_agents(self) -> int:
+        first = self.first_call()
+        return sum(last >= first for last in self.agent_last.values())
 
 
 def content_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
-    """What a key's window asks for and gets: cheap sums over the window."""
-    numbers = activity.resource_numbers
-    steps = [b - a for a, b in pairwise(numbers)]
+    """What a key's window asks for and gets: counts over the window's flags."""
     calls = len(activity.times)
+    steps = len(activity.forward_steps) - 1
     return {
         "requests": float(calls),
-        "generation_share": sum(activity.generating) / calls if calls else 0.0,
-        "not_found_share": sum(activity.not_found) / calls if calls else 0.0,
-        "forward_step_share": sum(0 < s <= config.max_id_step for s in steps) / len(steps) if len(steps) >= 2 else 0.0,
-        "numbered_reads": float(len(numbers)),
-        "user_agents": float(len(set(activity.agents))),
+        "generation_share": activity.generating.count(1) / calls if calls else 0.0,
+        "not_found_share": activity.not_found.count(1) / calls if calls else 0.0,
+        "forward_step_share": activity.forward_steps.count(1, 1) / steps if steps >= 2 else 0.0,
+        "numbered_reads": float(len(activity.forward_steps)),
+        "user_agents": float(activity.user_agents()),
         "automation_agent": float(activity.automation_agent),
     }
 
 
+def _sqrt_of_ratio(numerator: int, denominator: int) -> float:
+    """sqrt(numerator / denominator) correctly rounded, as ``statistics.pstdev`` rounds it (its round-to-odd
+    integer square root, https://bugs.python.org/msg407078), without building Fractions."""
+    shift = (numerator.bit_length() - denominator.bit_length() - _SQRT_BIT_WIDTH) // 2
+    if shift >= 0:
+        return float(_isqrt_round_to_odd(numerator, denominator << 2 * shift) << shift)
+    return _isqrt_round_to_odd(numerator << -2 * shift, denominator) / (1 << -shift)
+
+
+def _isqrt_round_to_odd(numerator: int, denominator: int) -> int:
+    root = math.isqrt(numerator // denominator)
+    return root | (root * root * denominator != numerator)
+
+
+_SQRT_BIT_WIDTH = 2 * sys.float_info.mant_dig + 3
+
+
 def timing_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
     """How machine-like the gaps between calls are: the dearer half of the features."""
-    gaps = [b - a for a, b in pairwise(activity.times)]
-    mean_gap = statistics.fmean(gaps) if gaps else 0.0
-    median_gap = statistics.median(gaps) if gaps else 0.0
+    times = activity.times
+    gaps = [b - a for a, b in pairwise(times)]
+    if not gaps:
+        return dict(_NO_TIMING)
+    count = len(gaps)
+    total = times[-1] - times[0]
+    mean_gap = float(total) / count  # statistics.fmean: the exact sum as a float, over the count
+    # statistics.pstdev: the exact population variance (n·Σg² − (Σg)²) / n², its square root correctly rounded
+    spread = _sqrt_of_ratio(count * sum(g * g for g in gaps) - total * total, count * count)
+    ordered = sorted(gaps)
+    middle = count // 2
+    median_gap = ordered[middle] if count % 2 else (ordered[middle - 1] + ordered[middle]) / 2
     tolerance = config.periodic_tolerance * median_gap
     return {
-        "gap_cv": statistics.pstdev(gaps) / mean_gap if mean_gap > 0 else 1.0,
-        "periodic_share": sum(abs(g - median_gap) <= tolerance for g in gaps) / len(gaps) if median_gap > 0 else 0.0,
+        "gap_cv": spread / mean_gap if mean_gap > 0 else 1.0,
+        "periodic_share": sum(abs(g - median_gap) <= tolerance for g in gaps) / count if median_gap > 0 else 0.0,
     }
 
 
@@ -158,29 +246,37 @@ class CrawlerDetector(Detector):
         self.config = config
         self.keys: SubjectStore[KeyActivity] = new_store(KeyActivity, KeyActivity.load, state)
         self._automation_words = tuple(word.lower() for word in config.automation_description_words)
+        self._agents: dict[str | None, tuple[str, bool]] = {}
 
     def stores(self) -> dict[str, SubjectStore[Any]]:
         return {"keys": self.keys}
 
-    def is_automation_agent(self, user_agent: str | None) -> bool:
-        return bool(user_agent) and agent_class(user_agent or "", self._automation_words) == "automation"
+    def _agent(self, user_agent: str | None) -> tuple[str, bool]:
+        """The digest of a user agent and whether it is automation, worked out once per distinct agent."""
+        known = self._agents.get(user_agent)
+        if known is None:
+            if len(self._agents) >= _AGENT_CACHE_SIZE:
+                self._agents.clear()
+            automation = bool(user_agent) and agent_class(user_agent or "", self._automation_words) == "automation"
+            known = self._agents[user_agent] = (_agent_digest(user_agent), automation)
+        return known
 
     def record(self, event: TelemetryEvent) -> KeyActivity | None:
         """Add the event to its key's window; returns the window when it is due to be scored."""
         cfg = self.config
         now = event.ts_ms
         activity = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
-        activity.last_seen_ms = max(activity.last_seen_ms, now)
-        if not activity.automation_agent and self.is_automation_agent(event.user_agent):
+        if now > activity.last_seen_ms:
+            activity.last_seen_ms = now
+        agent, automation = self._agent(event.user_agent)
+        if automation:
             activity.automation_agent = True
-        activity.times.append(now)
-        activity.generating.append(event.method.upper() in _GENERATING_METHODS)
-        activity.not_found.append(event.status == 404)
-        activity.agents.append(_agent_digest(event.user_agent))
-        if event.resource_id and event.method.upper() == "GET":
+        method = event.method.upper()
+        activity.add_call(now, method in _GENERATING_METHODS, event.status == 404, agent)
+        if event.resource_id and method == "GET":
             match = _TRAILING_NUMBER.search(event.resource_id)
             if match:
-                activity.resource_numbers.append(int(match.group(1)))
+                activity.add_numbered_read(int(match.group(1)), cfg.max_id_step)
         activity.trim(now - cfg.window_s * 1000, cfg.max_window_events)
         activity.events_since_score += 1
         if len(activity.times) < cfg.min_requests or activity.events_since_score < cfg.evaluate_every:

@@ -14,6 +14,7 @@ NATs and customers' cloud servers do not look like sharing by themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from detectors.base import Detector, cooling_down, new_store
@@ -28,6 +29,10 @@ from models.telemetry import TelemetryEvent
 # The distinct counts each subject keeps; the first three count located uses only.
 NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS = "networks", "asns", "countries", "devices", "user_agents"
 DIMENSIONS = (NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS)
+# An event's items, in the order they are counted: device, user agent, then the located network, ASN, country.
+ITEM_DIMENSIONS = (DEVICES, USER_AGENTS, NETWORKS, ASNS, COUNTRIES)
+Items = tuple[str | None, ...]
+_NO_ITEMS: Items = (None,) * len(ITEM_DIMENSIONS)
 
 
 @dataclass(slots=True)
@@ -39,6 +44,9 @@ class UsageProfile:
     previous: list[Any] | None = None  # [country, latitude, longitude, ts_ms] of the last located use
     switches: list[int] = field(default_factory=list)  # times of recent hops between distant countries
     last_flag_ms: int | None = None
+    # Not state but a shortcut, never dumped: the pane the last event fell in and its items. Within
+    # that pane, one of those items again only repeats what its sketch's current pane holds.
+    recent: tuple[int, Items] | None = None
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -60,6 +68,15 @@ class UsageProfile:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Site:
+    """What an address contributes: its place, whether that is a place at all, and the located items."""
+
+    place: Place
+    located: bool
+    items: tuple[str | None, str | None, str | None]  # network, "AS<n>", country; all None when not located
+
+
 class KeySharingDetector(Detector):
     """Flags spread (countries, networks+ASNs, devices), concurrent distant use and impossible travel."""
 
@@ -74,6 +91,8 @@ class KeySharingDetector(Detector):
         self.geo = open_geolocator(config.geoip_city_db, config.geoip_asn_db)
         self._placeless_asns = frozenset(config.carrier_asns) | frozenset(config.cloud_asns)
         self._pane_ms = max(1, config.window_s * 1000 // config.panes)
+        # Clients reuse a few addresses for thousands of calls: derive each address's items once.
+        self.site = lru_cache(maxsize=65_536)(self._site)
 
     def stores(self) -> dict[str, SubjectStore[Any]]:
         return {"keys": self.keys, "accounts": self.accounts}
@@ -82,39 +101,57 @@ class KeySharingDetector(Detector):
         """Whether this address tells where a person is (not CGNAT, a carrier, a cloud or unknown)."""
         return place.located and place.asn not in self._placeless_asns
 
-    def observe(self, event: TelemetryEvent) -> list[Finding]:
-        place = self.geo.locate(event.ip)
-        located = self.is_place(place)
-        key = self.keys.touch(f"{event.account_id}/{event.api_key_id}", event.ts_ms)
-        findings = self._assess(key, event, place, located, SubjectType.API_KEY)
-        account = self.accounts.touch(event.account_id, event.ts_ms)
-        return findings + self._assess(account, event, place, located, SubjectType.ACCOUNT)
+    def _site(self, ip: str) -> Site:
+        place = self.geo.locate(ip)
+        if not self.is_place(place):
+            return Site(place, False, (None, None, None))
+        return Site(place, True, (subnet_of(ip), None if place.asn is None else f"AS{place.asn}", place.country))
 
-    def _add(self, profile: UsageProfile, dim: str, item: str | None, now: int) -> bool:
-        if not item:
+    def observe(self, event: TelemetryEvent) -> list[Finding]:
+        site = self.site(event.ip)
+        items: Items = (event.device_id, event.user_agent, *site.items)
+        now = event.ts_ms
+        key = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
+        findings = self._assess(key, event, site, items, SubjectType.API_KEY)
+        account = self.accounts.touch(event.account_id, now)
+        findings += self._assess(account, event, site, items, SubjectType.ACCOUNT)
+        return findings
+
+    def _add(self, profile: UsageProfile, items: Items, now: int) -> bool:
+        """Count the event's items; returns whether any is new to its window."""
+        pane = now - now % self._pane_ms
+        recent = profile.recent
+        # An item the last event already counted in this pane would only repeat it: skip it.
+        before = recent[1] if recent is not None and recent[0] == pane else _NO_ITEMS
+        if items == before:
             return False
-        sketch = profile.distinct.get(dim)
-        if sketch is None:
-            sketch = SlidingDistinct(self.config.sketch_precision, self._pane_ms, self.config.panes)
-            profile.distinct[dim] = sketch
-        return sketch.add(item, now)
+        changed, aligned = False, True
+        for dim, item, old in zip(ITEM_DIMENSIONS, items, before, strict=True):
+            if not item or item == old:
+                continue
+            sketch = profile.distinct.get(dim)
+            if sketch is None:
+                sketch = SlidingDistinct(self.config.sketch_precision, self._pane_ms, self.config.panes)
+                profile.distinct[dim] = sketch
+            changed |= sketch.add(item, now)
+            aligned &= sketch.pane_ms == self._pane_ms  # a sketch restored from another window's config
+        profile.recent = (pane, items) if aligned else None
+        return changed
 
     def _count(self, profile: UsageProfile, dim: str, now: int) -> int:
         sketch = profile.distinct.get(dim)
         return 0 if sketch is None else sketch.count(now)
 
     def _assess(
-        self, profile: UsageProfile, event: TelemetryEvent, place: Place, located: bool, subject: SubjectType
+        self, profile: UsageProfile, event: TelemetryEvent, site: Site, items: Items, subject: SubjectType
     ) -> list[Finding]:
-        cfg, now = self.config, event.ts_ms
-        profile.last_seen_ms = max(profile.last_seen_ms, now)
-        changed = self._add(profile, DEVICES, event.device_id, now)
-        changed |= self._add(profile, USER_AGENTS, event.user_agent, now)
+        now = event.ts_ms
+        if now > profile.last_seen_ms:
+            profile.last_seen_ms = now
+        changed = self._add(profile, items, now)
         fired: dict[str, dict[str, Any]] = {}
-        if located:
-            changed |= self._add(profile, NETWORKS, subnet_of(event.ip), now)
-            changed |= self._add(profile, ASNS, None if place.asn is None else f"AS{place.asn}", now)
-            changed |= self._add(profile, COUNTRIES, place.country, now)
+        if site.located:
+            place = site.place
             if subject is SubjectType.API_KEY:
                 fired.update(self._hop(profile, place, now))
             profile.previous = [place.country, place.latitude, place.longitude, now]
@@ -122,7 +159,7 @@ class KeySharingDetector(Detector):
         if changed:
             counts = {dim: self._count(profile, dim, now) for dim in DIMENSIONS}
             fired.update(self._spread(counts))
-        if not fired or cooling_down(profile.last_flag_ms, now, cfg.cooldown_s):
+        if not fired or cooling_down(profile.last_flag_ms, now, self.config.cooldown_s):
             return []
         profile.last_flag_ms = now
         if not counts:

@@ -17,8 +17,12 @@ _HASH_BITS = 64
 
 
 @lru_cache(maxsize=65_536)  # the same addresses, devices and agents recur on every call of a client
-def _hash64(item: str) -> int:
-    return int.from_bytes(blake2b(item.encode("utf-8"), digest_size=8).digest(), "big")
+def _position(item: str, precision: int) -> tuple[int, int]:
+    """The register ``item`` lands in and the rank it would set there, in a sketch of this precision."""
+    hashed = int.from_bytes(blake2b(item.encode("utf-8"), digest_size=8).digest(), "big")
+    rest_bits = _HASH_BITS - precision
+    rest = hashed & ((1 << rest_bits) - 1)
+    return hashed >> rest_bits, rest_bits - rest.bit_length() + 1
 
 
 class HyperLogLog:
@@ -38,10 +42,7 @@ class HyperLogLog:
 
     def position(self, item: str) -> tuple[int, int]:
         """The register ``item`` lands in and the rank it would set there."""
-        hashed = _hash64(item)
-        rest_bits = _HASH_BITS - self.precision
-        rest = hashed & ((1 << rest_bits) - 1)
-        return hashed >> rest_bits, rest_bits - rest.bit_length() + 1
+        return _position(item, self.precision)
 
     def add(self, item: str) -> bool:
         """Count ``item``; returns whether the sketch changed (a repeat never changes it)."""
@@ -106,13 +107,14 @@ class SlidingDistinct:
         """
         current = now_ms - now_ms % self.pane_ms
         sketch = self.sketches.get(current)
+        index, rank = _position(item, self.precision)
         if sketch is None:  # a new pane is the only moment an old one can have left the window
             self._trim(now_ms)
             sketch = self.sketches[current] = HyperLogLog(self.precision)
-        index, rank = sketch.position(item)
+        elif rank <= sketch.registers[index]:  # a repeat within the pane, by far the commonest case
+            return False
         seen = max(s.registers[index] for s in self.sketches.values())
-        if rank > sketch.registers[index]:
-            sketch.registers[index] = rank
+        sketch.registers[index] = rank
         return rank > seen
 
     def count(self, now_ms: int) -> int:

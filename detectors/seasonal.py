@@ -27,6 +27,7 @@ for large values, so a count that doubles moves as far at 10/min as at 10,000/mi
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
@@ -41,6 +42,8 @@ _COUNT_CAP = 1_000_000
 SCALE_STEP_CAP = 2.0
 AUTOCORRELATION_RATE = 0.25
 """The autocorrelation learns at this fraction of ``scale_alpha``."""
+_THRESHOLD_MARGIN = 1e-9
+"""Relative safety margin of ``SeasonalModel.threshold`` (its float error is some 1e-15)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,16 @@ class Assessment:
     """Expected value in the series' own units."""
 
 
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """What ``threshold`` concludes about one time: where the alarm starts, and what is expected."""
+
+    value: float
+    """No value below this scores the target (it is a hair below the exact bound, never above it)."""
+    expected: float
+    """Expected value in the series' own units, as ``assess`` reports it."""
+
+
 def _slots(ts_ms: int) -> tuple[int, int]:
     hours = ts_ms // MS_PER_HOUR
     return int(hours % HOURS_PER_DAY), int((hours // HOURS_PER_DAY + _EPOCH_WEEKDAY) % DAYS_PER_WEEK)
@@ -147,8 +160,18 @@ def _shrink(weight: float, strength: float) -> float:
     return weight / (weight + strength)
 
 
+def _deflation(lag_product: float, z_power: float) -> float:
+    """What a z counts for in the CUSUM, given the residuals' autocorrelation ρ: a sum of n AR(1) terms has
+    about (1 + ρ) / (1 − ρ) times the variance of n independent ones, so a slowly wandering series does not
+    look like a sustained shift, while independent noise (request counts) keeps full power."""
+    rho = min(max(lag_product / z_power, 0.0), 0.95) if z_power > 0 else 0.0
+    return math.sqrt((1 - rho) / (1 + rho))
+
+
 class SeasonalModel:
     """The online model over one ``SeasonalState``; the state is the caller's (e.g. in a SubjectStore)."""
+
+    __slots__ = ("params", "prior", "state")
 
     def __init__(self, params: SeasonalParams, state: SeasonalState | None = None, prior: Prior | None = None) -> None:
         self.params = params
@@ -166,20 +189,19 @@ class SeasonalModel:
         return math.sinh(y) * unit
 
     # --- the model -------------------------------------------------------------------------
-    def _predict(self, ts_ms: int, unit: float, *, use_prior: bool = True) -> tuple[float, float, float]:
-        """(expected, unshrunk expected, robust σ) in model units. Predictions shrink young seasonal offsets
-        towards zero; the offsets learn from the unshrunk profile, so they converge to it, not overshoot."""
+    def _predict(self, ts_ms: int, unit: float) -> tuple[float, float]:
+        """(expected, robust σ) in model units, the prior blended in while the history is short. Predictions
+        shrink young seasonal offsets towards zero (``_learn`` does the same arithmetic, inlined)."""
         st, p = self.state, self.params
         hour, weekday = _slots(ts_ms)
         day_offset, week_offset = st.day[hour] - st.day_shift, st.week[weekday] - st.week_shift
-        profile = st.level + day_offset + week_offset
         expected = (
             st.level
             + _shrink(st.day_weight[hour], p.season_shrinkage) * day_offset
             + _shrink(st.week_weight[weekday], p.season_shrinkage) * week_offset
         )
         scale = st.scale
-        if use_prior and self.prior is not None and st.n < p.warmup:
+        if self.prior is not None and st.n < p.warmup:
             # Cold start: lean on the population until the subject's own history carries weight.
             weight = st.n / p.warmup
             prior_level = self._to_model(self.prior.value, unit)
@@ -189,7 +211,7 @@ class SeasonalModel:
             if not p.two_sided:
                 # Upward-only scoring never flags a new subject for being busier than it has yet shown.
                 expected = max(expected, prior_level)
-        return expected, profile, max(scale * _MAD_TO_SIGMA, p.min_scale)
+        return expected, max(scale * _MAD_TO_SIGMA, p.min_scale)
 
     def ready(self) -> bool:
         """Whether scores mean anything yet: a prior, or enough history of its own."""
@@ -201,9 +223,9 @@ class SeasonalModel:
         if unit is None or not self.ready():
             return Assessment(score=0.0, z=0.0, cusum_z=0.0, expected=value)
         p, st = self.params, self.state
-        expected, _, sigma = self._predict(ts_ms, unit)
+        expected, sigma = self._predict(ts_ms, unit)
         z = (self._to_model(value, unit) - expected) / sigma
-        step = self._cusum_step(z)
+        step = z * _deflation(st.lag_product, st.z_power)
         up = max(0.0, st.cusum_up + step - p.cusum_drift)
         down = max(0.0, st.cusum_down - step - p.cusum_drift)
         deviation = max(z, up / p.cusum_limit * p.alarm_z)
@@ -216,13 +238,30 @@ class SeasonalModel:
             score=score, z=z, cusum_z=cusum / p.cusum_limit * p.alarm_z, expected=self._from_model(expected, unit)
         )
 
-    def _cusum_step(self, z: float) -> float:
-        """z deflated by the residuals' autocorrelation ρ: a sum of n AR(1) terms has about
-        (1 + ρ) / (1 − ρ) times the variance of n independent ones, so a slowly wandering series does
-        not look like a sustained shift, while independent noise (request counts) keeps full power."""
-        st = self.state
-        rho = min(max(st.lag_product / st.z_power, 0.0), 0.95) if st.z_power > 0 else 0.0
-        return z * math.sqrt((1 - rho) / (1 + rho))
+    def threshold(self, ts_ms: int, score: float) -> Threshold:
+        """Where an upward-only model starts to score ``score`` (0 < score < 1) at ``ts_ms``: the inverse of
+        ``assess`` through its logistic, CUSUM step and asinh. A caller re-scoring a value that only grows
+        (a filling bucket) need not call ``assess`` below ``Threshold.value``."""
+        p, st = self.params, self.state
+        if p.two_sided:
+            raise ValueError("a two-sided model also scores values below its expectation")
+        unit = self._unit()
+        if unit is None or not self.ready():
+            return Threshold(value=math.inf, expected=math.nan)
+        expected, sigma = self._predict(ts_ms, unit)
+        # score >= target  <=>  max(z, up / cusum_limit * alarm_z) >= deviation, up = max(0, cusum_up + step - drift)
+        deviation = p.alarm_z + math.log(score / (1 - score)) / p.score_slope
+        if deviation <= 0:
+            return Threshold(value=-math.inf, expected=self._from_model(expected, unit))
+        cusum_z = (deviation * p.cusum_limit / p.alarm_z + p.cusum_drift - st.cusum_up) / _deflation(
+            st.lag_product, st.z_power
+        )
+        try:
+            value = self._from_model(expected + min(deviation, cusum_z) * sigma, unit)
+        except OverflowError:
+            value = math.inf
+        # Float rounding on the way must never put the bound above a value that does score.
+        return Threshold(value=value - _THRESHOLD_MARGIN * (abs(value) + 1), expected=self._from_model(expected, unit))
 
     def score_one(self, ts_ms: int, value: float) -> float:
         return self.assess(ts_ms, value).score
@@ -237,63 +276,125 @@ class SeasonalModel:
             typical = median(abs(v) for _, v in st.pending)
             st.unit = typical * p.unit_fraction if typical > 0 else 1.0
             pending, st.pending = st.pending, []
-            for earlier_ts, earlier in pending:
-                self._learn(int(earlier_ts), earlier)
+            self._learn((int(earlier_ts), earlier) for earlier_ts, earlier in pending)
             return
-        self._learn(ts_ms, value)
+        self._learn(((ts_ms, value),))
 
-    def _learn(self, ts_ms: int, value: float) -> None:
+    def learn_many(self, points: Iterable[tuple[int, float]]) -> None:
+        """``learn_one`` each (ts_ms, value) in turn, to the same state, in one pass (the detector learns a closed
+        bucket and the empty ones after it together)."""
+        if self._unit() is None:
+            for ts_ms, value in points:
+                self.learn_one(ts_ms, value)
+            return
+        self._learn(points)
+
+    def _learn(self, points: Iterable[tuple[int, float]]) -> None:
+        """Learn each (ts_ms, value) in turn. This is the detector's hot loop, so the state lives in locals for
+        the pass, and ``_slots``, ``_predict`` (without the prior) and ``_deflation`` are inlined."""
         st, p = self.state, self.params
         unit = self._unit()
         assert unit is not None  # set before any learning
-        y = self._to_model(value, unit)
-        # Seasonal slots learn per unit of time, not per point, so minute and hourly series age alike.
-        spacing_h = 1.0 if st.last_ts_ms is None else min(1.0, max(0, ts_ms - st.last_ts_ms) / MS_PER_HOUR)
-        st.last_ts_ms = ts_ms
-        if st.n == 0:
-            st.level = y
-            st.n = 1
-            return
-        # z, the CUSUM and the scale judge the prediction as scored; the level and profile learn from
-        # the residual of the unshrunk profile.
-        expected, profile, sigma = self._predict(ts_ms, unit, use_prior=False)
-        residual = y - expected
-        z = residual / sigma
-        warm = st.n >= p.warmup
-        step = self._cusum_step(z)
-        st.cusum_up = min(max(0.0, st.cusum_up + step - p.cusum_drift), 2 * p.cusum_limit) if warm else 0.0
-        st.cusum_down = min(max(0.0, st.cusum_down - step - p.cusum_drift), 2 * p.cusum_limit) if warm else 0.0
-        # Huber: an outlier teaches the model only as much as a 'huber_z' deviation would.
-        bound = p.huber_z * sigma
-        profile_residual = y - profile
-        clipped = max(-bound, min(bound, profile_residual)) if warm else profile_residual
-        level_rate = max(p.level_alpha, 1.0 / (st.n + 1))
-        st.level += level_rate * clipped
-        # The scale hears at most twice itself per value (a normal residual exceeds that ~1 % of the
-        # time), so a surge or a ramp cannot quickly widen the band it is judged by.
-        scale_input = min(abs(residual), SCALE_STEP_CAP * max(st.scale, p.min_scale)) if warm else abs(residual)
-        st.scale += max(p.scale_alpha, 1.0 / st.n) * (scale_input - st.scale)
-        bounded_z = max(-p.huber_z, min(p.huber_z, z))
-        if warm:
-            # Autocorrelation is a trait of the series, learned slowly (so an episode's own run barely
-            # moves it) and only once warm (the warm-up's residuals are the model converging).
-            rho_rate = p.scale_alpha * AUTOCORRELATION_RATE
-            st.lag_product += rho_rate * (bounded_z * st.last_z - st.lag_product)
-            st.z_power += rho_rate * (bounded_z * bounded_z - st.z_power)
-        st.last_z = bounded_z
-        remainder = clipped * (1 - level_rate)
-        hour, weekday = _slots(ts_ms)
-        # A weighted running mean at first, an EWMA over periods once the slot has history.
-        st.day_weight[hour] += spacing_h
-        day_step = max(p.season_alpha, 1.0 / st.day_weight[hour]) * spacing_h * remainder
-        spacing_w = spacing_h / HOURS_PER_DAY
-        st.week_weight[weekday] += spacing_w
-        week_step = max(p.season_alpha, 1.0 / st.week_weight[weekday]) * spacing_w * remainder
-        # Offsets average zero and the mean lives in the level: otherwise level and profiles, learning
-        # from the same residual, drift in opposite directions and the profile is no longer a profile.
-        st.day[hour] += day_step
-        st.day_shift += day_step / HOURS_PER_DAY
-        st.week[weekday] += week_step
-        st.week_shift += week_step / DAYS_PER_WEEK
-        st.level += day_step / HOURS_PER_DAY + week_step / DAYS_PER_WEEK
-        st.n = min(st.n + 1, _COUNT_CAP)
+        warmup, shrinkage, min_scale, huber_z = p.warmup, p.season_shrinkage, p.min_scale, p.huber_z
+        drift, cusum_cap = p.cusum_drift, 2 * p.cusum_limit
+        level_alpha, season_alpha, scale_alpha = p.level_alpha, p.season_alpha, p.scale_alpha
+        rho_rate = scale_alpha * AUTOCORRELATION_RATE
+        n, level, scale, last_ts_ms = st.n, st.level, st.scale, st.last_ts_ms
+        cusum_up, cusum_down, last_z = st.cusum_up, st.cusum_down, st.last_z
+        lag_product, z_power = st.lag_product, st.z_power
+        day, day_weight, day_shift = st.day, st.day_weight, st.day_shift
+        week, week_weight, week_shift = st.week, st.week_weight, st.week_shift
+        # min() and max() are spelt as conditionals below (a call costs several times more in this loop), with
+        # the builtins' choice on ties: max(a, b) is ``b if b > a else a``, min(a, b) is ``b if b < a else a``.
+        for ts_ms, value in points:
+            y = math.asinh(value / unit)
+            # Seasonal slots learn per unit of time, not per point, so minute and hourly series age alike.
+            if last_ts_ms is None:
+                spacing_h = 1.0
+            else:
+                elapsed_h = (ts_ms - last_ts_ms if ts_ms > last_ts_ms else 0) / MS_PER_HOUR
+                spacing_h = elapsed_h if elapsed_h < 1.0 else 1.0
+            last_ts_ms = ts_ms
+            if n == 0:
+                level = y
+                n = 1
+                continue
+            # z, the CUSUM and the scale judge the prediction as scored; the level and profile learn from the
+            # residual of the unshrunk profile, so the offsets converge to it rather than overshoot.
+            hours = ts_ms // MS_PER_HOUR
+            hour, weekday = hours % HOURS_PER_DAY, (hours // HOURS_PER_DAY + _EPOCH_WEEKDAY) % DAYS_PER_WEEK
+            day_offset, week_offset = day[hour] - day_shift, week[weekday] - week_shift
+            profile = level + day_offset + week_offset
+            day_seen, week_seen = day_weight[hour], week_weight[weekday]
+            expected = (
+                level
+                + day_seen / (day_seen + shrinkage) * day_offset
+                + week_seen / (week_seen + shrinkage) * week_offset
+            )
+            sigma = scale * _MAD_TO_SIGMA
+            sigma = min_scale if min_scale > sigma else sigma
+            residual = y - expected
+            z = residual / sigma
+            warm = n >= warmup
+            profile_residual = y - profile
+            if warm:
+                if z_power > 0:
+                    rho = lag_product / z_power
+                    rho = 0.0 if not rho > 0.0 else 0.95 if rho > 0.95 else rho
+                else:
+                    rho = 0.0
+                step = z * math.sqrt((1 - rho) / (1 + rho))
+                cusum_up = cusum_up + step - drift
+                cusum_up = 0.0 if not cusum_up > 0.0 else cusum_cap if cusum_cap < cusum_up else cusum_up
+                cusum_down = cusum_down - step - drift
+                cusum_down = 0.0 if not cusum_down > 0.0 else cusum_cap if cusum_cap < cusum_down else cusum_down
+                # Huber: an outlier teaches the model only as much as a 'huber_z' deviation would.
+                bound = huber_z * sigma
+                clipped = profile_residual if profile_residual < bound else bound
+                clipped = clipped if clipped > -bound else -bound
+                # The scale hears at most twice itself per value (a normal residual exceeds that ~1 % of the
+                # time), so a surge or a ramp cannot quickly widen the band it is judged by.
+                scale_cap = SCALE_STEP_CAP * (min_scale if min_scale > scale else scale)
+                scale_input = abs(residual)
+                scale_input = scale_cap if scale_cap < scale_input else scale_input
+            else:
+                cusum_up = cusum_down = 0.0
+                clipped = profile_residual
+                scale_input = abs(residual)
+            level_rate = 1.0 / (n + 1)
+            level_rate = level_rate if level_rate > level_alpha else level_alpha
+            level += level_rate * clipped
+            scale_rate = 1.0 / n
+            scale += (scale_rate if scale_rate > scale_alpha else scale_alpha) * (scale_input - scale)
+            bounded_z = z if z < huber_z else huber_z
+            bounded_z = bounded_z if bounded_z > -huber_z else -huber_z
+            if warm:
+                # Autocorrelation is a trait of the series, learned slowly (so an episode's own run barely
+                # moves it) and only once warm (the warm-up's residuals are the model converging).
+                lag_product += rho_rate * (bounded_z * last_z - lag_product)
+                z_power += rho_rate * (bounded_z * bounded_z - z_power)
+            last_z = bounded_z
+            remainder = clipped * (1 - level_rate)
+            # A weighted running mean at first, an EWMA over periods once the slot has history.
+            day_seen += spacing_h
+            day_weight[hour] = day_seen
+            day_rate = 1.0 / day_seen
+            day_step = (day_rate if day_rate > season_alpha else season_alpha) * spacing_h * remainder
+            spacing_w = spacing_h / HOURS_PER_DAY
+            week_seen += spacing_w
+            week_weight[weekday] = week_seen
+            week_rate = 1.0 / week_seen
+            week_step = (week_rate if week_rate > season_alpha else season_alpha) * spacing_w * remainder
+            # Offsets average zero and the mean lives in the level: otherwise level and profiles, learning
+            # from the same residual, drift in opposite directions and the profile is no longer a profile.
+            day[hour] += day_step
+            day_shift += day_step / HOURS_PER_DAY
+            week[weekday] += week_step
+            week_shift += week_step / DAYS_PER_WEEK
+            level += day_step / HOURS_PER_DAY + week_step / DAYS_PER_WEEK
+            if n < _COUNT_CAP:
+                n += 1
+        st.n, st.level, st.scale, st.last_ts_ms = n, level, scale, last_ts_ms
+        st.cusum_up, st.cusum_down, st.last_z = cusum_up, cusum_down, last_z
+        st.lag_product, st.z_power = lag_product, z_power
+        st.day_shift, st.week_shift = day_shift, week_shift

@@ -34,6 +34,8 @@ class Signal(StrEnum):
     ERRORS = "errors"
 
 
+_SIGNALS = tuple(Signal)
+"""The signals in a fixed order: ``TrafficSubject.observed`` and ``alarm_floors`` follow it."""
 _UNITS = {Signal.VOLUME: "requests", Signal.CREDITS: "credits", Signal.ERRORS: "auth/rate-limit errors"}
 
 
@@ -74,6 +76,9 @@ class TrafficSubject:
     errors: int = 0
     last_flag_ms: int | None = None
     models: dict[str, SeasonalState] = field(default_factory=lambda: {s.value: SeasonalState() for s in Signal})
+    alarm_floors: tuple[float, float, float] | None = None
+    """Requests, credits and errors under which the open bucket cannot be flagged (``None``: not yet worked out
+    for this bucket). Derived from the models once per bucket, so not in snapshots."""
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -91,12 +96,9 @@ class TrafficSubject:
         models = {name: SeasonalState.load(state) for name, state in data["models"].items()}
         return cls(**{**data, "models": models})
 
-    def observed(self, signal: Signal) -> float:
-        if signal is Signal.VOLUME:
-            return float(self.requests)
-        if signal is Signal.CREDITS:
-            return self.credits
-        return float(self.errors)
+    def observed(self) -> tuple[float, float, float]:
+        """The open bucket's value of each signal, in ``Signal`` order."""
+        return float(self.requests), self.credits, float(self.errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,24 +147,23 @@ class TrafficAnomalyDetector(Detector):
         ``max_gap_buckets``): quiet time is part of a subject's pattern."""
         if subject.bucket >= 0:
             empty = min(bucket - subject.bucket - 1, self.config.max_gap_buckets)
-            for signal in Signal:
-                model = self._model(subject, signal)
-                model.learn_one(subject.bucket * self.bucket_ms, subject.observed(signal))
-                for gap in range(bucket - empty, bucket):
-                    model.learn_one(gap * self.bucket_ms, 0.0)
+            closed_ms, bucket_ms = subject.bucket * self.bucket_ms, self.bucket_ms
+            quiet = [(start_ms, 0.0) for start_ms in range((bucket - empty) * bucket_ms, bucket * bucket_ms, bucket_ms)]
+            for signal, value in zip(_SIGNALS, subject.observed(), strict=True):
+                self._model(subject, signal).learn_many([(closed_ms, value), *quiet])
         subject.bucket = bucket
         subject.requests, subject.credits, subject.errors = 0, 0.0, 0
+        subject.alarm_floors = None
 
-    def _update(self, subject: TrafficSubject, event: TelemetryEvent) -> None:
-        now = event.ts_ms
-        subject.last_seen_ms = max(subject.last_seen_ms, now)
-        bucket = now // self.bucket_ms
+    def _update(self, subject: TrafficSubject, now: int, bucket: int, credits: float, error: bool) -> None:
+        if now > subject.last_seen_ms:
+            subject.last_seen_ms = now
         if bucket > subject.bucket:
             self._close_buckets(subject, bucket)
         # A late event (bucket already closed) counts in the open bucket: it was still this subject's load.
         subject.requests += 1
-        subject.credits += event.credits
-        subject.errors += event.status in self.error_statuses
+        subject.credits += credits
+        subject.errors += error
 
     def _passes_floor(self, subject: TrafficSubject, signal: Signal) -> bool:
         cfg = self.config
@@ -172,14 +173,50 @@ class TrafficAnomalyDetector(Detector):
             return subject.credits >= cfg.min_bucket_credits
         return subject.errors >= cfg.min_error_events and subject.errors >= cfg.min_error_share * subject.requests
 
+    def _may_flag(self, subject: TrafficSubject) -> bool:
+        """Whether ``_strongest_flag`` could find anything, from integer and float comparisons only: the open
+        bucket's counts only grow while the models stand still, so most events need no scoring at all."""
+        cfg = self.config
+        if (
+            subject.requests < cfg.min_bucket_events
+            and subject.credits < cfg.min_bucket_credits
+            and subject.errors < cfg.min_error_events
+        ):
+            return False
+        if subject.alarm_floors is None:
+            subject.alarm_floors = self._alarm_floors(subject)
+        requests_floor, credits_floor, errors_floor = subject.alarm_floors
+        return (
+            subject.requests >= requests_floor
+            or subject.credits >= credits_floor
+            or (subject.errors >= errors_floor and subject.errors >= cfg.min_error_share * subject.requests)
+        )
+
+    def _alarm_floors(self, subject: TrafficSubject) -> tuple[float, float, float]:
+        """Per signal, the larger of its configured floor and the value at which its model could reach
+        ``flag_score`` (and ``surge_ratio`` × expected, for volume and credits) in the open bucket."""
+        cfg = self.config
+        bucket_start = subject.bucket * self.bucket_ms
+        floors = []
+        for signal, floor in zip(
+            _SIGNALS, (cfg.min_bucket_events, cfg.min_bucket_credits, cfg.min_error_events), strict=True
+        ):
+            threshold = self._model(subject, signal).threshold(bucket_start, cfg.flag_score)
+            lowest = threshold.value
+            if signal is not Signal.ERRORS:
+                # Some 1e-15 of rounding in the ratio is nothing to the 1e-9 taken off here.
+                surge = cfg.surge_ratio * max(threshold.expected, 1e-9)
+                lowest = max(lowest, surge * (1 - 1e-9))
+            floors.append(max(floor, lowest))
+        return floors[0], floors[1], floors[2]
+
     def _strongest_flag(self, subject: TrafficSubject) -> _Flag | None:
         cfg = self.config
         best: _Flag | None = None
         bucket_start = subject.bucket * self.bucket_ms
-        for signal in Signal:
+        for signal, observed in zip(_SIGNALS, subject.observed(), strict=True):
             if not self._passes_floor(subject, signal):
                 continue
-            observed = subject.observed(signal)
             assessment = self._model(subject, signal).assess(bucket_start, observed)
             ratio = observed / max(assessment.expected, 1e-9)
             # An error storm is judged by its share (the floor above), not by a ratio to a near-zero norm.
@@ -191,19 +228,21 @@ class TrafficAnomalyDetector(Detector):
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:
         now = event.ts_ms
+        bucket = now // self.bucket_ms
+        credits, error = event.credits, event.status in self.error_statuses
         account = self.accounts.touch(event.account_id, now)
         key = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
-        self._update(account, event)
-        self._update(key, event)
+        self._update(account, now, bucket, credits, error)
+        self._update(key, now, bucket, credits, error)
         # One finding per account and cooldown, about the account or about one of its keys, whichever
         # shows first: a key's surge is usually its account's too, and one incident is one finding.
         if cooling_down(account.last_flag_ms, now, self.config.cooldown_s):
             return []
-        flag = self._strongest_flag(account)
+        flag = self._strongest_flag(account) if self._may_flag(account) else None
         if flag is not None:
             account.last_flag_ms = now
             return [self._finding(event, account, flag, SubjectType.ACCOUNT)]
-        flag = self._strongest_flag(key)
+        flag = self._strongest_flag(key) if self._may_flag(key) else None
         if flag is None:
             return []
         account.last_flag_ms = key.last_flag_ms = now

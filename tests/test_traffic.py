@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.nab_score import anomaly_windows, score_series
-from detectors.seasonal import SeasonalModel, SeasonalParams, SeasonalState
+from detectors.seasonal import Prior, SeasonalModel, SeasonalParams, SeasonalState
 from detectors.traffic import Signal, TrafficAnomalyDetector, model_params, series_params
 from models.config import StateConfig, TrafficAnomalyConfig
 from models.finding import Finding, SubjectType
@@ -168,6 +168,36 @@ def test_model_snapshot_through_json_restores_identical_scores() -> None:
         straight.learn_one(ts, value)
         restored.learn_one(ts, value)
     assert restored.state.dump() == straight.state.dump()
+
+
+def test_learning_many_points_at_once_equals_learning_them_one_by_one() -> None:
+    rng = random.Random(4)
+    points = [(minute * 60_000, float(poisson(rng, 6.0) if minute % 7 else 0)) for minute in range(400)]
+    for params in (SeasonalParams(unit=10.0, two_sided=False), SeasonalParams(unit=None)):
+        one_by_one, at_once = SeasonalModel(params), SeasonalModel(params)
+        for ts, value in points:
+            one_by_one.learn_one(ts, value)
+        at_once.learn_many(points[:3])
+        at_once.learn_many(points[3:])
+        assert at_once.state.dump() == one_by_one.state.dump()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_threshold_is_where_the_score_starts(seed: int) -> None:
+    # Cold and warm models, with and without a CUSUM already building: no count under the threshold reaches the
+    # score, and the first count over it does (the detector skips scoring below it).
+    rng = random.Random(seed)
+    params = model_params(TrafficAnomalyConfig(), two_sided=False, unit=10.0)
+    model = SeasonalModel(params, prior=Prior(20.0, 20.0))
+    rate = rng.uniform(1.0, 60.0)
+    for minute in range(rng.choice([0, 5, 30, 300])):
+        model.learn_one(minute * 60_000, poisson(rng, rate * (2.0 if minute > 250 else 1.0)))
+    at = 301 * 60_000
+    for target in (0.3, 0.5, 0.9):
+        threshold = model.threshold(at, target)
+        first = next(count for count in range(100_000) if model.score_one(at, count) >= target)
+        assert first - 1 < threshold.value <= first
+        assert threshold.expected == model.assess(at, 0).expected
 
 
 def test_the_models_own_defaults_are_the_configs() -> None:

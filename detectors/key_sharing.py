@@ -33,6 +33,7 @@ DIMENSIONS = (NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS)
 ITEM_DIMENSIONS = (DEVICES, USER_AGENTS, NETWORKS, ASNS, COUNTRIES)
 Items = tuple[str | None, ...]
 _NO_ITEMS: Items = (None,) * len(ITEM_DIMENSIONS)
+Recent = tuple[int, Items]  # the pane an event falls in, and its items
 
 
 @dataclass(slots=True)
@@ -46,7 +47,7 @@ class UsageProfile:
     last_flag_ms: int | None = None
     # Not state but a shortcut, never dumped: the pane the last event fell in and its items. Within
     # that pane, one of those items again only repeats what its sketch's current pane holds.
-    recent: tuple[int, Items] | None = None
+    recent: Recent | None = None
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -109,22 +110,19 @@ class KeySharingDetector(Detector):
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:
         site = self.site(event.ip)
-        items: Items = (event.device_id, event.user_agent, *site.items)
         now = event.ts_ms
+        recent: Recent = (now - now % self._pane_ms, (event.device_id, event.user_agent, *site.items))
         key = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
-        findings = self._assess(key, event, site, items, SubjectType.API_KEY)
+        findings = self._assess(key, event, site, recent, SubjectType.API_KEY)
         account = self.accounts.touch(event.account_id, now)
-        findings += self._assess(account, event, site, items, SubjectType.ACCOUNT)
+        findings += self._assess(account, event, site, recent, SubjectType.ACCOUNT)
         return findings
 
-    def _add(self, profile: UsageProfile, items: Items, now: int) -> bool:
+    def _add(self, profile: UsageProfile, recent: Recent, now: int) -> bool:
         """Count the event's items; returns whether any is new to its window."""
-        pane = now - now % self._pane_ms
-        recent = profile.recent
+        pane, items = recent
         # An item the last event already counted in this pane would only repeat it: skip it.
-        before = recent[1] if recent is not None and recent[0] == pane else _NO_ITEMS
-        if items == before:
-            return False
+        before = profile.recent[1] if profile.recent is not None and profile.recent[0] == pane else _NO_ITEMS
         changed, aligned = False, True
         for dim, item, old in zip(ITEM_DIMENSIONS, items, before, strict=True):
             if not item or item == old:
@@ -135,7 +133,7 @@ class KeySharingDetector(Detector):
                 profile.distinct[dim] = sketch
             changed |= sketch.add(item, now)
             aligned &= sketch.pane_ms == self._pane_ms  # a sketch restored from another window's config
-        profile.recent = (pane, items) if aligned else None
+        profile.recent = recent if aligned else None
         return changed
 
     def _count(self, profile: UsageProfile, dim: str, now: int) -> int:
@@ -143,12 +141,12 @@ class KeySharingDetector(Detector):
         return 0 if sketch is None else sketch.count(now)
 
     def _assess(
-        self, profile: UsageProfile, event: TelemetryEvent, site: Site, items: Items, subject: SubjectType
+        self, profile: UsageProfile, event: TelemetryEvent, site: Site, recent: Recent, subject: SubjectType
     ) -> list[Finding]:
         now = event.ts_ms
         if now > profile.last_seen_ms:
             profile.last_seen_ms = now
-        changed = self._add(profile, items, now)
+        changed = profile.recent != recent and self._add(profile, recent, now)
         fired: dict[str, dict[str, Any]] = {}
         if site.located:
             place = site.place

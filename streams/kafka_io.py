@@ -16,6 +16,7 @@ from kafka.errors import TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from models.config import KafkaConfig
+from streams.pipeline import CHANGELOG_BATCH_END
 from streams.records import Channel, OutputRecord, SourceRecord
 from streams.sink import Sink
 from streams.source import Source
@@ -136,6 +137,10 @@ class KafkaSource(Source):
     def commit(self, positions: dict[int, int]) -> None:
         self.consumer.commit(self.offsets(positions))
 
+    def committed_offset(self, partition: int) -> int:
+        """The group's committed offset of one input partition (0 when none)."""
+        return self.consumer.committed(TopicPartition(self.topic, partition)) or 0
+
     def rewind(self) -> list[int]:
         """Seek every assigned partition back to its committed offset; returns the partitions."""
         partitions = sorted(self.consumer.assignment(), key=lambda tp: tp.partition)
@@ -151,8 +156,12 @@ class KafkaSource(Source):
         self.consumer.close()
 
 
-def read_changelog(config: KafkaConfig, partition: int, apply: Callable[[bytes, bytes | None], None]) -> int:
-    """Replay the committed changelog of one partition from the start to its end; returns records read."""
+def read_changelog(
+    config: KafkaConfig, partition: int, committed: int, apply: Callable[[bytes, bytes | None], None]
+) -> int:
+    """Replay the committed changelog of one partition from the start to its end, leaving out changes
+    of batches that end past the ``committed`` input offset (they will be processed again); returns
+    the records applied."""
     tp = TopicPartition(config.topics.state, partition)
     reader = KafkaConsumer(
         bootstrap_servers=config.bootstrap_servers,
@@ -174,11 +183,19 @@ def read_changelog(config: KafkaConfig, partition: int, apply: Callable[[bytes, 
                 raise TimeoutError(f"changelog partition {partition} not restored within {RESTORE_TIMEOUT_S}s")
             for records in reader.poll(timeout_ms=500).values():
                 for record in records:
-                    apply(record.key, record.value)
-                    applied += 1
+                    if _batch_end(record.headers) <= committed:
+                        apply(record.key, record.value)
+                        applied += 1
         return applied
     finally:
         reader.close()
+
+
+def _batch_end(headers: list[tuple[str, bytes]] | None) -> int:
+    for name, value in headers or ():
+        if name == CHANGELOG_BATCH_END:
+            return int(value)
+    return 0
 
 
 class KafkaSink(Sink):

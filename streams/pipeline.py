@@ -24,6 +24,10 @@ from streams.decode import InvalidRecord, dead_letter, decode_event
 from streams.records import Channel, OutputRecord, SourceRecord
 
 POLICY_STATE = "policy"
+CHANGELOG_BATCH_END = "batch_end"
+"""Header of changelog records: the next input offset after the batch that wrote them. Without
+transactions, state may reach the changelog for a batch whose offsets were not committed; that
+batch is processed again after a restart, so its changes must not be restored twice."""
 
 
 @dataclass
@@ -99,8 +103,13 @@ class PartitionProcessor:
     def subject_counts(self) -> dict[str, int]:
         return {detector.name: detector.subject_count() for detector in self.detectors}
 
-    def state_changes(self) -> list[OutputRecord]:
-        """This batch's state changes as changelog records keyed ``partition|owner|store|subject``."""
+    def state_changes(self, batch_end: int) -> list[OutputRecord]:
+        """This batch's state changes as changelog records keyed ``partition|owner|store|subject``.
+
+        Each carries the input offset its batch ends at (``batch_end`` header), so a restore can leave
+        out changes of a batch whose input offsets were never committed (see ``CHANGELOG_BATCH_END``).
+        """
+        headers = ((CHANGELOG_BATCH_END, str(batch_end).encode()),)
         records = []
         owners: list[tuple[str, dict[str, dict[str, dict[str, Any] | None]]]] = [
             (detector.name, detector.drain_changes()) for detector in self.detectors
@@ -111,7 +120,7 @@ class PartitionProcessor:
                 for subject, data in changes.items():
                     key = f"{self.partition}|{owner}|{store}|{subject}".encode()
                     value = None if data is None else orjson.dumps(data)
-                    records.append(OutputRecord(Channel.STATE, key, value, partition=self.partition))
+                    records.append(OutputRecord(Channel.STATE, key, value, headers, partition=self.partition))
         return records
 
     def apply_state_record(self, key: bytes, value: bytes | None) -> None:
@@ -169,7 +178,9 @@ class Pipeline:
     def process(self, records: list[SourceRecord]) -> BatchResult:
         result = BatchResult()
         by_partition: dict[int, list[TelemetryEvent]] = {}
+        batch_end: dict[int, int] = {}
         for record in records:
+            batch_end[record.partition] = max(batch_end.get(record.partition, 0), record.offset + 1)
             try:
                 event = decode_event(record.value)
             except InvalidRecord as error:
@@ -195,7 +206,7 @@ class Pipeline:
                     for a in actions
                 )
             if Channel.STATE in self.channels:
-                result.outputs.extend(processor.state_changes())
+                result.outputs.extend(processor.state_changes(batch_end[partition]))
         self._count(result)
         return result
 

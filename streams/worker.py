@@ -49,7 +49,8 @@ class KafkaWorker:
 
     def restore_partition(self, partition: int) -> None:
         processor = self.runner.pipeline.reset_partition(partition)
-        applied = read_changelog(self.config.kafka, partition, processor.apply_state_record)
+        committed = self.source.committed_offset(partition)
+        applied = read_changelog(self.config.kafka, partition, committed, processor.apply_state_record)
         # The changelog may predate a reversal this worker has already read; applying it again is idempotent.
         processor.apply_reversals(list(self.runner.pipeline.reversals.values()))
         metrics.RESTORED_STATE_RECORDS.inc(applied)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -15,6 +16,23 @@ from tests.integration.kafka_support import Deployment, broker, sorted_values, s
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("kafka_broker")]
 
 Telemetry = tuple[Path, list[bytes], list[bytes]]
+
+
+def kill_mid_stream(deployment: Deployment, worker: subprocess.Popen[bytes], done: int, chance: random.Random) -> int:
+    """Wait until the worker commits past ``done``, let it run a random moment longer, kill -9 it;
+    returns the committed progress at the kill. Waiting for progress first keeps the kills landing
+    mid-stream however slow the machine is."""
+    deadline = time.monotonic() + 180
+    total = sum(deployment.input_end_offsets().values())
+    while done < total and sum(deployment.committed_offsets().values()) <= done:
+        if worker.poll() is not None:
+            raise AssertionError(f"worker exited by itself with {worker.returncode}")
+        assert time.monotonic() < deadline, "the worker made no progress"
+        time.sleep(0.2)
+    time.sleep(chance.uniform(0.0, 0.6))
+    worker.kill()
+    worker.wait()
+    return sum(deployment.committed_offsets().values())
 
 
 def test_run_gives_the_same_actions_and_findings_as_replay(telemetry: Telemetry, tmp_path: Path) -> None:
@@ -66,16 +84,11 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(telemetry: Telemet
     deployment.produce_lines(events.read_bytes().splitlines())
     total = sum(deployment.input_end_offsets().values())
     chance = random.Random(2026)
-    progress = []
+    progress = [0]
     for _ in range(10):
         worker = deployment.start_worker("crashy")
-        time.sleep(chance.uniform(2.0, 5.0))
-        if worker.poll() is not None:
-            raise AssertionError(f"worker exited by itself with {worker.returncode}")
-        worker.kill()
-        worker.wait()
-        progress.append(sum(deployment.committed_offsets().values()))
-    mid_stream = [done for done in progress if 0 < done < total]
+        progress.append(kill_mid_stream(deployment, worker, progress[-1], chance))
+    mid_stream = [done for done in progress[1:] if 0 < done < total]
     assert len(set(mid_stream)) >= 3, f"too few kills landed mid-stream: {progress} of {total}"
     worker = deployment.start_worker("crashy")
     deployment.wait_until_consumed(timeout_s=300)
@@ -129,11 +142,10 @@ def test_without_transactions_delivery_is_at_least_once_with_deterministic_ids(
     events, actions, _ = telemetry
     deployment = Deployment(tmp_path, batch_size=300, extra={"transactions": False})
     deployment.produce_lines(events.read_bytes().splitlines())
+    chance = random.Random(7)
+    done = 0
     for _ in range(3):
-        worker = deployment.start_worker("plain")
-        time.sleep(4)
-        worker.kill()
-        worker.wait()
+        done = kill_mid_stream(deployment, deployment.start_worker("plain"), done, chance)
     worker = deployment.start_worker("plain")
     deployment.wait_until_consumed(timeout_s=300)
     stop_worker(worker)

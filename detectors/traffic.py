@@ -131,6 +131,7 @@ class TrafficAnomalyDetector(Detector):
             Signal.CREDITS: Prior(config.prior_credits_per_bucket, config.prior_credits_per_bucket * spread),
             Signal.ERRORS: Prior(config.prior_errors_per_bucket, config.prior_errors_per_bucket * spread),
         }
+        self._specs = tuple((signal.value, self.params[signal], self.priors[signal]) for signal in _SIGNALS)
         self.error_statuses = frozenset(config.error_statuses)
         self.accounts: SubjectStore[TrafficSubject] = new_store(TrafficSubject, TrafficSubject.load, state)
         # Keyed "account/key": a key's state stays scoped to its account, like every subject.
@@ -139,8 +140,9 @@ class TrafficAnomalyDetector(Detector):
     def stores(self) -> dict[str, SubjectStore[Any]]:
         return {"accounts": self.accounts, "keys": self.keys}
 
-    def _model(self, subject: TrafficSubject, signal: Signal) -> SeasonalModel:
-        return SeasonalModel(self.params[signal], subject.models[signal.value], self.priors[signal])
+    def _models(self, subject: TrafficSubject) -> list[SeasonalModel]:
+        """The subject's model of each signal, in ``Signal`` order."""
+        return [SeasonalModel(params, subject.models[name], prior) for name, params, prior in self._specs]
 
     def _close_buckets(self, subject: TrafficSubject, bucket: int) -> None:
         """Teach each model the closed bucket, then the empty buckets of an idle spell (the most recent
@@ -149,21 +151,11 @@ class TrafficAnomalyDetector(Detector):
             empty = min(bucket - subject.bucket - 1, self.config.max_gap_buckets)
             closed_ms, bucket_ms = subject.bucket * self.bucket_ms, self.bucket_ms
             quiet = [(start_ms, 0.0) for start_ms in range((bucket - empty) * bucket_ms, bucket * bucket_ms, bucket_ms)]
-            for signal, value in zip(_SIGNALS, subject.observed(), strict=True):
-                self._model(subject, signal).learn_many([(closed_ms, value), *quiet])
+            for model, value in zip(self._models(subject), subject.observed(), strict=True):
+                model.learn_many([(closed_ms, value), *quiet])
         subject.bucket = bucket
         subject.requests, subject.credits, subject.errors = 0, 0.0, 0
         subject.alarm_floors = None
-
-    def _update(self, subject: TrafficSubject, now: int, bucket: int, credits: float, error: bool) -> None:
-        if now > subject.last_seen_ms:
-            subject.last_seen_ms = now
-        if bucket > subject.bucket:
-            self._close_buckets(subject, bucket)
-        # A late event (bucket already closed) counts in the open bucket: it was still this subject's load.
-        subject.requests += 1
-        subject.credits += credits
-        subject.errors += error
 
     def _passes_floor(self, subject: TrafficSubject, signal: Signal) -> bool:
         cfg = self.config
@@ -198,10 +190,9 @@ class TrafficAnomalyDetector(Detector):
         cfg = self.config
         bucket_start = subject.bucket * self.bucket_ms
         floors = []
-        for signal, floor in zip(
-            _SIGNALS, (cfg.min_bucket_events, cfg.min_bucket_credits, cfg.min_error_events), strict=True
-        ):
-            threshold = self._model(subject, signal).threshold(bucket_start, cfg.flag_score)
+        configured = (cfg.min_bucket_events, cfg.min_bucket_credits, cfg.min_error_events)
+        for signal, model, floor in zip(_SIGNALS, self._models(subject), configured, strict=True):
+            threshold = model.threshold(bucket_start, cfg.flag_score)
             lowest = threshold.value
             if signal is not Signal.ERRORS:
                 # Some 1e-15 of rounding in the ratio is nothing to the 1e-9 taken off here.
@@ -214,10 +205,10 @@ class TrafficAnomalyDetector(Detector):
         cfg = self.config
         best: _Flag | None = None
         bucket_start = subject.bucket * self.bucket_ms
-        for signal, observed in zip(_SIGNALS, subject.observed(), strict=True):
+        for signal, model, observed in zip(_SIGNALS, self._models(subject), subject.observed(), strict=True):
             if not self._passes_floor(subject, signal):
                 continue
-            assessment = self._model(subject, signal).assess(bucket_start, observed)
+            assessment = model.assess(bucket_start, observed)
             ratio = observed / max(assessment.expected, 1e-9)
             # An error storm is judged by its share (the floor above), not by a ratio to a near-zero norm.
             if assessment.score < cfg.flag_score or (signal is not Signal.ERRORS and ratio < cfg.surge_ratio):
@@ -232,8 +223,15 @@ class TrafficAnomalyDetector(Detector):
         credits, error = event.credits, event.status in self.error_statuses
         account = self.accounts.touch(event.account_id, now)
         key = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
-        self._update(account, now, bucket, credits, error)
-        self._update(key, now, bucket, credits, error)
+        for subject in (account, key):
+            if now > subject.last_seen_ms:
+                subject.last_seen_ms = now
+            if bucket > subject.bucket:
+                self._close_buckets(subject, bucket)
+            # A late event (bucket already closed) counts in the open bucket: it was still this subject's load.
+            subject.requests += 1
+            subject.credits += credits
+            subject.errors += error
         # One finding per account and cooldown, about the account or about one of its keys, whichever
         # shows first: a key's surge is usually its account's too, and one incident is one finding.
         if cooling_down(account.last_flag_ms, now, self.config.cooldown_s):

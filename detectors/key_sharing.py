@@ -33,7 +33,7 @@ DIMENSIONS = (NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS)
 ITEM_DIMENSIONS = (DEVICES, USER_AGENTS, NETWORKS, ASNS, COUNTRIES)
 Items = tuple[str | None, ...]
 _NO_ITEMS: Items = (None,) * len(ITEM_DIMENSIONS)
-Recent = tuple[int, Items]  # the pane an event falls in, and its items
+Recent = tuple[int, Items, Items]  # a pane, and the items of the last two events in it (the latest first)
 
 
 @dataclass(slots=True)
@@ -45,8 +45,9 @@ class UsageProfile:
     previous: list[Any] | None = None  # [country, latitude, longitude, ts_ms] of the last located use
     switches: list[int] = field(default_factory=list)  # times of recent hops between distant countries
     last_flag_ms: int | None = None
-    # Not state but a shortcut, never dumped: the pane the last event fell in and its items. Within
-    # that pane, one of those items again only repeats what its sketch's current pane holds.
+    # Not state but a shortcut, never dumped: the pane the last events fell in and the items of the
+    # last two (a key's user or an account's keys often alternate). Within that pane, one of those
+    # items again only repeats what its sketch's current pane holds.
     recent: Recent | None = None
 
     def dump(self) -> dict[str, Any]:
@@ -111,21 +112,21 @@ class KeySharingDetector(Detector):
     def observe(self, event: TelemetryEvent) -> list[Finding]:
         site = self.site(event.ip)
         now = event.ts_ms
-        recent: Recent = (now - now % self._pane_ms, (event.device_id, event.user_agent, *site.items))
+        pane = now - now % self._pane_ms
+        items: Items = (event.device_id, event.user_agent, *site.items)
         key = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
-        findings = self._assess(key, event, site, recent, SubjectType.API_KEY)
+        findings = self._assess(key, event, site, pane, items, SubjectType.API_KEY)
         account = self.accounts.touch(event.account_id, now)
-        findings += self._assess(account, event, site, recent, SubjectType.ACCOUNT)
+        findings += self._assess(account, event, site, pane, items, SubjectType.ACCOUNT)
         return findings
 
-    def _add(self, profile: UsageProfile, recent: Recent, now: int) -> bool:
+    def _add(self, profile: UsageProfile, pane: int, items: Items, now: int) -> bool:
         """Count the event's items; returns whether any is new to its window."""
-        pane, items = recent
-        # An item the last event already counted in this pane would only repeat it: skip it.
-        before = profile.recent[1] if profile.recent is not None and profile.recent[0] == pane else _NO_ITEMS
+        recent = profile.recent
+        last, before = (recent[1], recent[2]) if recent is not None and recent[0] == pane else (_NO_ITEMS, _NO_ITEMS)
         changed, aligned = False, True
-        for dim, item, old in zip(ITEM_DIMENSIONS, items, before, strict=True):
-            if not item or item == old:
+        for dim, item, old, older in zip(ITEM_DIMENSIONS, items, last, before, strict=True):
+            if not item or item in (old, older):  # counted in this pane already: it would only repeat
                 continue
             sketch = profile.distinct.get(dim)
             if sketch is None:
@@ -133,7 +134,7 @@ class KeySharingDetector(Detector):
                 profile.distinct[dim] = sketch
             changed |= sketch.add(item, now)
             aligned &= sketch.pane_ms == self._pane_ms  # a sketch restored from another window's config
-        profile.recent = recent if aligned else None
+        profile.recent = (pane, items, last) if aligned else None
         return changed
 
     def _count(self, profile: UsageProfile, dim: str, now: int) -> int:
@@ -141,12 +142,14 @@ class KeySharingDetector(Detector):
         return 0 if sketch is None else sketch.count(now)
 
     def _assess(
-        self, profile: UsageProfile, event: TelemetryEvent, site: Site, recent: Recent, subject: SubjectType
+        self, profile: UsageProfile, event: TelemetryEvent, site: Site, pane: int, items: Items, subject: SubjectType
     ) -> list[Finding]:
         now = event.ts_ms
         if now > profile.last_seen_ms:
             profile.last_seen_ms = now
-        changed = profile.recent != recent and self._add(profile, recent, now)
+        recent = profile.recent
+        repeat = recent is not None and recent[0] == pane and (items == recent[1] or items == recent[2])
+        changed = not repeat and self._add(profile, pane, items, now)
         fired: dict[str, dict[str, Any]] = {}
         if site.located:
             place = site.place

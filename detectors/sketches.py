@@ -81,24 +81,44 @@ class HyperLogLog:
 class SlidingDistinct:
     """Distinct items over the last ``panes * pane_ms`` of event time: one sketch per pane.
 
-    Memory is at most ``panes + 1`` sketches whatever the input; a pane leaves when the window
-    passes it, so the count forgets old items without remembering any item.
+    A pane leaves when the window passes it, so the count forgets old items without remembering
+    any item. The panes' registers lie one after another in one buffer, in the order of
+    ``starts``: per pane that costs its registers and a start time, not an object and a buffer.
     """
 
-    __slots__ = ("pane_ms", "panes", "precision", "sketches")
+    __slots__ = ("pane_ms", "panes", "precision", "registers", "starts")
 
-    def __init__(self, precision: int, pane_ms: int, panes: int, sketches: dict[int, HyperLogLog] | None = None):
+    def __init__(
+        self,
+        precision: int,
+        pane_ms: int,
+        panes: int,
+        starts: list[int] | None = None,
+        registers: bytearray | None = None,
+    ) -> None:
         self.precision = precision
         self.pane_ms = pane_ms
         self.panes = panes
-        self.sketches: dict[int, HyperLogLog] = sketches if sketches is not None else {}
+        self.starts: list[int] = starts if starts is not None else []
+        self.registers = registers if registers is not None else bytearray()
 
-    def _trim(self, now_ms: int) -> int:
+    @property
+    def sketches(self) -> dict[int, HyperLogLog]:
+        """A copy of each pane's sketch, by the pane's start."""
+        m = 1 << self.precision
+        return {
+            start: HyperLogLog(self.precision, self.registers[k * m : (k + 1) * m])
+            for k, start in enumerate(self.starts)
+        }
+
+    def _trim(self, now_ms: int) -> None:
         current = now_ms - now_ms % self.pane_ms
         oldest = current - (self.panes - 1) * self.pane_ms
-        for start in [s for s in self.sketches if s < oldest]:
-            del self.sketches[start]
-        return current
+        if any(start < oldest for start in self.starts):
+            m = 1 << self.precision
+            kept = [k for k, start in enumerate(self.starts) if start >= oldest]
+            self.registers = bytearray().join(self.registers[k * m : (k + 1) * m] for k in kept)
+            self.starts = [self.starts[k] for k in kept]
 
     def add(self, item: str, now_ms: int) -> bool:
         """Count ``item`` now; returns whether it is (probably) new to the whole window.
@@ -107,36 +127,54 @@ class SlidingDistinct:
         window merely sliding over the same users never looks like a change.
         """
         current = now_ms - now_ms % self.pane_ms
-        sketch = self.sketches.get(current)
         index, rank = _position(item, self.precision)
-        if sketch is None:  # a new pane is the only moment an old one can have left the window
+        m = 1 << self.precision
+        if current in self.starts:
+            at = self.starts.index(current) * m + index
+            if rank <= self.registers[at]:  # a repeat within the pane, by far the commonest case
+                return False
+        else:  # a new pane is the only moment an old one can have left the window
             self._trim(now_ms)
-            sketch = self.sketches[current] = HyperLogLog(self.precision)
-        elif rank <= sketch.registers[index]:  # a repeat within the pane, by far the commonest case
-            return False
-        seen = max(s.registers[index] for s in self.sketches.values())
-        sketch.registers[index] = rank
+            at = len(self.starts) * m + index
+            self.starts.append(current)
+            self.registers.extend(bytes(m))
+        seen = max(self.registers[index::m])
+        self.registers[at] = rank
         return rank > seen
 
     def count(self, now_ms: int) -> int:
         self._trim(now_ms)
-        if not self.sketches:
+        if not self.starts:
             return 0
-        panes = [sketch.registers for sketch in self.sketches.values()]
-        if len({len(registers) for registers in panes}) > 1:
-            raise ValueError("cannot merge sketches of different precision")
-        union = panes[0] if len(panes) == 1 else bytearray(map(max, *panes))
+        m, registers = 1 << self.precision, self.registers
+        union = (
+            registers
+            if len(self.starts) == 1
+            else bytearray(map(max, *(registers[k : k + m] for k in range(0, len(registers), m))))
+        )
         return HyperLogLog(self.precision, union).count()
 
     def dump(self) -> dict[str, Any]:
+        m = 1 << self.precision
+        panes = sorted((start, k) for k, start in enumerate(self.starts))
         return {
             "precision": self.precision,
             "pane_ms": self.pane_ms,
             "panes": self.panes,
-            "sketches": {str(start): self.sketches[start].dump() for start in sorted(self.sketches)},
+            "sketches": {
+                str(start): base64.b64encode(bytes(self.registers[k * m : (k + 1) * m])).decode("ascii")
+                for start, k in panes
+            },
         }
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> SlidingDistinct:
-        sketches = {int(start): HyperLogLog.load(registers) for start, registers in data["sketches"].items()}
-        return cls(data["precision"], data["pane_ms"], data["panes"], sketches)
+        m = 1 << data["precision"]
+        starts, registers = [], bytearray()
+        for start, encoded in data["sketches"].items():
+            pane = base64.b64decode(encoded)
+            if len(pane) != m:
+                raise ValueError("cannot merge sketches of different precision")
+            starts.append(int(start))
+            registers += pane
+        return cls(data["precision"], data["pane_ms"], data["panes"], starts, registers)

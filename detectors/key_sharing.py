@@ -150,20 +150,19 @@ class KeySharingDetector(Detector):
         recent = profile.recent
         repeat = recent is not None and recent[0] == pane and (items == recent[1] or items == recent[2])
         changed = not repeat and self._add(profile, pane, items, now)
-        fired: dict[str, dict[str, Any]] = {}
+        place = site.place
+        # The hop's rules come first in a finding's evidence, then the spread's.
+        fired = self._hop(profile, place, now) if site.located and subject is SubjectType.API_KEY else {}
         if site.located:
-            place = site.place
-            if subject is SubjectType.API_KEY:
-                fired.update(self._hop(profile, place, now))
             profile.previous = [place.country, place.latitude, place.longitude, now]
-        counts: dict[str, int] = {}
+        counts = None
         if changed:
             counts = {dim: self._count(profile, dim, now) for dim in DIMENSIONS}
             fired.update(self._spread(counts))
         if not fired or cooling_down(profile.last_flag_ms, now, self.config.cooldown_s):
             return []
         profile.last_flag_ms = now
-        if not counts:
+        if counts is None:
             counts = {dim: self._count(profile, dim, now) for dim in DIMENSIONS}
         return [self._finding(event, subject, fired, counts)]
 

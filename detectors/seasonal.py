@@ -263,12 +263,13 @@ class SeasonalModel:
         cusum_z = (deviation * p.cusum_limit / p.alarm_z + p.cusum_drift - st.cusum_up) / _deflation(
             st.lag_product, st.z_power
         )
+        expected_value = self._from_model(expected, unit)
         try:
             value = self._from_model(expected + min(deviation, cusum_z) * sigma, unit)
         except OverflowError:
-            value = math.inf
+            return Threshold(value=math.inf, expected=expected_value)
         # Float rounding on the way must never put the bound above a value that does score.
-        return Threshold(value=value - _THRESHOLD_MARGIN * (abs(value) + 1), expected=self._from_model(expected, unit))
+        return Threshold(value=value - _THRESHOLD_MARGIN * (abs(value) + 1), expected=expected_value)
 
     def score_one(self, ts_ms: int, value: float) -> float:
         return self.assess(ts_ms, value).score

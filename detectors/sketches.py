@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
+from array import array
 from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
@@ -93,13 +94,13 @@ class SlidingDistinct:
         precision: int,
         pane_ms: int,
         panes: int,
-        starts: list[int] | None = None,
+        starts: array[int] | None = None,
         registers: bytearray | None = None,
     ) -> None:
         self.precision = precision
         self.pane_ms = pane_ms
         self.panes = panes
-        self.starts: list[int] = starts if starts is not None else []
+        self.starts = starts if starts is not None else array("q")  # machine integers, not int objects
         self.registers = registers if registers is not None else bytearray()
 
     @property
@@ -118,7 +119,7 @@ class SlidingDistinct:
             m = 1 << self.precision
             kept = [k for k, start in enumerate(self.starts) if start >= oldest]
             self.registers = bytearray().join(self.registers[k * m : (k + 1) * m] for k in kept)
-            self.starts = [self.starts[k] for k in kept]
+            self.starts = array("q", [self.starts[k] for k in kept])
 
     def add(self, item: str, now_ms: int) -> bool:
         """Count ``item`` now; returns whether it is (probably) new to the whole window.
@@ -170,7 +171,7 @@ class SlidingDistinct:
     @classmethod
     def load(cls, data: dict[str, Any]) -> SlidingDistinct:
         m = 1 << data["precision"]
-        starts, registers = [], bytearray()
+        starts, registers = array("q"), bytearray()
         for start, encoded in data["sketches"].items():
             pane = base64.b64decode(encoded)
             if len(pane) != m:

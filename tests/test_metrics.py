@@ -48,15 +48,15 @@ def _dead_letters() -> float:
 
 @pytest.fixture(scope="module")
 def ten_thousand_accounts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
-    """Telemetry of 10k accounts: 4 h of 40 accounts with every abuse scenario (so findings and actions
-    of every kind are counted), then 20 min of 10k benign accounts, then two malformed lines.
+    """Telemetry of over 10k accounts: 4 h of 40 accounts with every abuse scenario (so findings and actions
+    of every kind are counted), then 20 min of 12k benign accounts (over 10k of them active), then two malformed lines.
     Returns the file and every account, key, device and IP id in it."""
     directory = tmp_path_factory.mktemp("metrics")
     abuse, crowd = directory / "abuse.jsonl", directory / "crowd.jsonl"
     abuse_spec = SimulationSpec(accounts=40, duration_s=4 * 3600, seed=11, scenarios_per_kind=2)
     write_simulation(abuse_spec, abuse, directory / "abuse-truth.jsonl")
     crowd_spec = SimulationSpec(
-        accounts=10_000, duration_s=20 * 60, seed=5, scenarios_per_kind=0, median_rate_per_min=0.25,
+        accounts=12_000, duration_s=20 * 60, seed=5, scenarios_per_kind=0, median_rate_per_min=0.25,
         start=abuse_spec.start.replace(hour=4),
     )
     write_simulation(crowd_spec, crowd, directory / "crowd-truth.jsonl")
@@ -66,7 +66,8 @@ def ten_thousand_accounts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     for line in crowd.read_bytes().splitlines():
         event = orjson.loads(line)
         ids.update(str(event[name]) for name in ("account_id", "api_key_id", "ip", "device_id") if event[name])
-    assert len({identifier for identifier in ids if identifier.startswith("acct-")}) > 9_000
+    # Heavy-tailed rates leave some of the 12k accounts silent in 20 minutes; more than 10k are active.
+    assert len({identifier for identifier in ids if identifier.startswith("acct-")}) > 10_000
     return combined, ids
 
 
@@ -119,7 +120,7 @@ def test_replay_counts_findings_actions_clauses_and_state(replay_exposition: byt
     assert any(s.value > 0 for s in by_name["warden_actions_total"])
     assert {s.labels["clause"] for s in by_name["warden_finding_clauses_total"] if s.value > 0} >= {"8.2.1", "8.2.6"}
     subjects = {s.labels["detector"]: s.value for s in by_name["warden_state_subjects"]}
-    assert subjects["key_sharing"] >= 9_000, "per-key state of the 10k accounts"
+    assert subjects["key_sharing"] >= 10_000, "per-key state of the 10k accounts"
     assert by_name["warden_last_event_time_seconds"][0].value > 0
 
 

@@ -58,11 +58,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         for tp in revoked:
+            self.source.awaiting_restore.discard(tp.partition)
             self.source.on_revoke(tp.partition)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        for tp in sorted(assigned, key=lambda tp: tp.partition):
-            self.source.on_assign(tp.partition)
+        # The listener runs on the consumer's IO thread, where blocking consumer calls (the committed
+        # offsets a restore needs) are refused: the restore runs in ``poll`` once the join completes.
+        self.source.awaiting_restore.update(tp.partition for tp in assigned)
 
 
 AssignHook = Callable[[int], None]
@@ -71,7 +73,7 @@ AssignHook = Callable[[int], None]
 class KafkaSource(Source):
     """One consumer-group member on the telemetry topic. Offsets are committed by the sink.
 
-    ``on_assign``/``on_revoke`` hooks let the runner restore and drop per-partition state while
+    ``assign_hooks``/``revoke_hooks`` let the runner restore and drop per-partition state as
     the consumer rebalances, before any record of a newly assigned partition is processed.
     """
 
@@ -97,14 +99,12 @@ class KafkaSource(Source):
             **config.security.client_options(),
         )
         self.assign_hooks: list[AssignHook] = []
+        self.awaiting_restore: set[int] = set()
         self.revoke_hooks: list[AssignHook] = []
 
     def subscribe(self) -> None:
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
 
-    def on_assign(self, partition: int) -> None:
-        for hook in self.assign_hooks:
-            hook(partition)
 
     def on_revoke(self, partition: int) -> None:
         for hook in self.revoke_hooks:
@@ -112,6 +112,11 @@ class KafkaSource(Source):
 
     def poll(self, max_records: int) -> list[SourceRecord]:
         batch = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms, max_records=max_records)
+        # Newly assigned partitions get their state before any of their records is processed.
+        for partition in sorted(self.awaiting_restore):
+            for hook in self.assign_hooks:
+                hook(partition)
+        self.awaiting_restore.clear()
         records: list[SourceRecord] = []
         for tp in sorted(batch, key=lambda tp: tp.partition):
             records.extend(SourceRecord(r.value, tp.partition, r.offset, r.key) for r in batch[tp])

@@ -178,24 +178,28 @@ def _warden_rate(config: WardenConfig, total: int) -> float:
 
 QUIX_APP = r'''
 import sys, time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from quixstreams import Application
 bootstrap, topic_name, group, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 app = Application(broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
-                  processing_guarantee="at-least-once", use_changelog_topics=True)
-topic = app.topic(topic_name, value_deserializer="json", timestamp_extractor=None)
-sdf = app.dataframe(topic)
-sdf = sdf.tumbling_window(timedelta(minutes=1)).count().final()
+                  processing_guarantee="exactly-once")
+
+def event_time(value, headers, timestamp, timestamp_type):
+    return int(datetime.fromisoformat(value["ts"].replace("Z", "+00:00")).timestamp() * 1000)
+
+topic = app.topic(topic_name, value_deserializer="json", timestamp_extractor=event_time)
 state = {"seen": 0, "start": None}
-def on_message(value, key, timestamp, headers):
+
+def count(value):
     if state["start"] is None:
         state["start"] = time.perf_counter()
     state["seen"] += 1
     if state["seen"] >= total:
         print("RATE", total / (time.perf_counter() - state["start"]), flush=True)
         app.stop()
-app2 = app.dataframe(topic)
-app2.update(on_message, metadata=True)
+
+sdf = app.dataframe(topic).update(count)
+sdf = sdf.tumbling_window(timedelta(minutes=1)).count().final()
 app.run()
 '''
 

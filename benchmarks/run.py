@@ -214,7 +214,7 @@ def _quix_rate(topic: str, total: int) -> float | None:
     script = Path(tempfile.mkdtemp()) / "quix_app.py"
     script.write_text(QUIX_APP)
     out = subprocess.run([quix_python, str(script), BOOTSTRAP, topic, f"quix-{uuid.uuid4().hex[:6]}", str(total)],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=900, cwd=script.parent)
     for line in out.stdout.splitlines():
         if line.startswith("RATE"):
             return float(line.split()[1])

@@ -7,24 +7,6 @@ from functools import lru_cache
 
 
 @lru_cache(maxsize=65_536)
-def network_of(ip: str) -> str:
-    """The /16 of an IPv4 address or the /32 of an IPv6 one: one ISP region, not one household.
-
-    Unparseable addresses are their own network, so junk never merges with real traffic.
-    """
-    if ":" not in ip:
-        parts = ip.split(".")
-        if len(parts) == 4 and all(p.isdigit() for p in parts):
-            return f"{parts[0]}.{parts[1]}.0.0/16"
-        return f"unparsed:{ip}"
-    try:
-        address = ipaddress.IPv6Address(ip.split("%", 1)[0])
-    except ValueError:
-        return f"unparsed:{ip}"
-    return str(ipaddress.IPv6Network((int(address) >> 96 << 96, 32)))
-
-
-@lru_cache(maxsize=65_536)
 def subnet_of(ip: str) -> str:
     """The /24 of an IPv4 address or the /48 of an IPv6 one: roughly one site (a household, an office)."""
     if ":" not in ip:

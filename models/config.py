@@ -202,6 +202,9 @@ class MinorSafetyConfig(DetectorConfig):
         description="The model's probability is scaled by this: below hit_threshold, so the model alone "
         "can make a prompt near-threshold (escalating on repeats) but never a clear hit",
     )
+    score_cache_size: int = Field(
+        default=16_384, ge=0, description="Distinct prompt texts whose scores are remembered (0: no cache)"
+    )
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> MinorSafetyConfig:

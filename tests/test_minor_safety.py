@@ -232,3 +232,26 @@ def test_an_artifact_from_another_scikit_learn_is_retrained_not_trusted(tmp_path
 def test_model_weight_at_or_above_the_hit_threshold_is_rejected() -> None:
     with pytest.raises(ConfigError, match="model_weight"):
         parse_config({"detectors": {"minor_safety": {"model_weight": 0.9}}})
+
+
+def test_a_resent_prompt_is_scored_from_the_cache_with_the_same_result() -> None:
+    prompts = [*MINOR_SAFETY_TEST_PROMPTS[:3], *BENIGN_LOOKALIKE_PROMPTS[:3]]
+    scorer = PromptScorer(CONFIG, load_model())
+    first = scorer.score_batch(prompts)
+    assert scorer.cache_hits == 0
+    again = scorer.score_batch([*reversed(prompts), prompts[0]])
+    assert again == [*reversed(first), first[0]]
+    assert scorer.cache_hits == len(prompts) + 1
+    assert [scorer.score(prompt) for prompt in prompts] == SCORER.score_batch(prompts)
+
+
+def test_the_score_cache_is_bounded_and_can_be_turned_off() -> None:
+    prompts = [f"a watercolour lighthouse number {n}" for n in range(10)]
+    bounded = PromptScorer(MinorSafetyConfig(score_cache_size=4), None)
+    bounded.score_batch(prompts)
+    bounded.score_batch(prompts[-4:] + prompts[:1])
+    assert bounded.cache_hits == 4  # the last four stayed; the first had been pushed out
+    off = PromptScorer(MinorSafetyConfig(score_cache_size=0), None)
+    off.score_batch(prompts)
+    off.score_batch(prompts)
+    assert off.cache_hits == 0

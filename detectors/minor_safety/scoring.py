@@ -10,8 +10,10 @@ itself.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from hashlib import blake2b
 
 from detectors.minor_safety.lexicon import (
     ADULT_ASSERTION,
@@ -94,14 +96,45 @@ def lexicon_match(prompt: PromptForms) -> LexiconMatch:
     return LexiconMatch(score, tuple(categories), bool(minor), bool(intent))
 
 
+def _digest(prompt: str) -> bytes:
+    return blake2b(prompt.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class PromptScorer:
-    """Lexicon plus the learned model, over a batch of prompts in one vectorised model call."""
+    """Lexicon plus the learned model, over a batch of prompts in one vectorised model call.
+
+    A prompt's score depends on its text alone, and clients resend the same prompts (retries,
+    templates, shared presets), so scores are remembered for the last ``score_cache_size`` distinct
+    prompts: a repeat costs a hash and a lookup instead of normalisation and matching. The cache is
+    keyed by a 128-bit digest, so a long prompt costs it 16 bytes, not its length.
+    """
 
     def __init__(self, config: MinorSafetyConfig, model: PromptModel | None) -> None:
         self.config = config
         self.model = model
+        self._cache: OrderedDict[bytes, PromptScore] = OrderedDict()
+        self.cache_hits = 0
 
     def score_batch(self, prompts: Sequence[str]) -> list[PromptScore]:
+        cache = self._cache
+        digests = [_digest(prompt) for prompt in prompts]
+        fresh = {digest: prompt for digest, prompt in zip(digests, prompts, strict=True) if digest not in cache}
+        scored = dict(zip(fresh, self._score_fresh(list(fresh.values())), strict=True))
+        results = []
+        for digest in digests:
+            result = scored.get(digest)
+            if result is None:
+                result = cache[digest]
+                cache.move_to_end(digest)
+                self.cache_hits += 1
+            results.append(result)
+        if self.config.score_cache_size:
+            cache.update(scored)
+            while len(cache) > self.config.score_cache_size:
+                cache.popitem(last=False)
+        return results
+
+    def _score_fresh(self, prompts: list[str]) -> list[PromptScore]:
         forms = [prompt_forms(prompt) for prompt in prompts]
         matches = [lexicon_match(form) for form in forms]
         scores = [PromptScore(m.score, m.categories, m.score, 0.0) for m in matches]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
@@ -70,63 +70,58 @@ class SeasonalParams:
     """With a learned unit: the unit is this multiple of that median (the model is linear below the unit)."""
 
 
-def _zeros(length: int) -> array[float]:
-    return array("d", bytes(8 * length))
+# Layout of ``SeasonalState.values``: the slot weights the lanes share, then per lane its scalars and profiles.
+_DAY_WEIGHT = 0
+_WEEK_WEIGHT = _DAY_WEIGHT + HOURS_PER_DAY
+_LANES = _WEEK_WEIGHT + DAYS_PER_WEEK
+_LEVEL, _SCALE, _CUSUM_UP, _CUSUM_DOWN, _LAST_Z, _LAG_PRODUCT, _Z_POWER, _DAY_SHIFT, _WEEK_SHIFT = range(9)
+_DAY = 9
+_WEEK = _DAY + HOURS_PER_DAY
+LANE_SIZE = _WEEK + DAYS_PER_WEEK
 
 
 @dataclass(slots=True)
 class SeasonalState:
-    """Everything the model remembers, as JSON-able numbers (snapshot → restore is exact). The profiles are
-    arrays of doubles: 8 bytes a slot rather than a list's pointer and float object (32)."""
+    """Everything the model remembers about ``lanes`` series learned at the same times (a subject's requests,
+    credits and errors), as JSON-able numbers: snapshot → restore is exact.
 
+    What depends only on the times learned is shared: the count ``n``, the last time, and how much data each
+    hour-of-day and day-of-week slot has seen. Each lane has its level, scale, CUSUMs, autocorrelation and
+    profiles. All of it lies in one array of doubles (8 bytes a number, not a 24-byte float object and a
+    pointer): the shared slot weights first, then each lane's ``LANE_SIZE`` numbers, laid out as the
+    ``_LEVEL`` … ``_WEEK`` offsets say. A profile offset is ``profile[h] − shift`` (its mean lives in the
+    level), so re-centring a profile is O(1)."""
+
+    lanes: int = 1
     n: int = 0
-    level: float = 0.0
-    scale: float = 0.0
-    cusum_up: float = 0.0
-    cusum_down: float = 0.0
-    last_z: float = 0.0
-    lag_product: float = 0.0
-    z_power: float = 0.0
-    """EWMAs of z(t)·z(t−1) and z(t)²: their ratio is the residuals' lag-1 autocorrelation."""
-    unit: float | None = None
     last_ts_ms: int | None = None
+    unit: float | None = None
+    """The learned asinh unit (single-lane models with ``SeasonalParams.unit`` None only)."""
     pending: list[list[float]] = field(default_factory=list)
     """Warm-up (ts_ms, value) pairs held until a learned unit is known."""
-    day: array[float] = field(default_factory=lambda: _zeros(HOURS_PER_DAY))
-    day_shift: float = 0.0
-    """The hour-of-day offsets' mean, kept apart so that re-centring them is O(1): offset = day[h] − day_shift."""
-    day_weight: array[float] = field(default_factory=lambda: _zeros(HOURS_PER_DAY))
-    """Days of data each hour-of-day slot has seen (a minute series adds 1/60 per point)."""
-    week: array[float] = field(default_factory=lambda: _zeros(DAYS_PER_WEEK))
-    week_shift: float = 0.0
-    week_weight: array[float] = field(default_factory=lambda: _zeros(DAYS_PER_WEEK))
-    """Weeks of data each day-of-week slot has seen."""
+    values: array[float] = field(default_factory=lambda: array("d"))
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            self.values = array("d", bytes(8 * (_LANES + LANE_SIZE * self.lanes)))
 
     def dump(self) -> dict[str, Any]:
         return {
+            "lanes": self.lanes,
             "n": self.n,
-            "level": self.level,
-            "scale": self.scale,
-            "cusum_up": self.cusum_up,
-            "cusum_down": self.cusum_down,
-            "last_z": self.last_z,
-            "lag_product": self.lag_product,
-            "z_power": self.z_power,
-            "unit": self.unit,
             "last_ts_ms": self.last_ts_ms,
+            "unit": self.unit,
             "pending": [list(pair) for pair in self.pending],
-            "day": list(self.day),
-            "day_shift": self.day_shift,
-            "day_weight": list(self.day_weight),
-            "week": list(self.week),
-            "week_shift": self.week_shift,
-            "week_weight": list(self.week_weight),
+            "values": self.values.tolist(),
         }
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> SeasonalState:
-        profiles = {name: array("d", data[name]) for name in ("day", "day_weight", "week", "week_weight")}
-        return cls(**{**data, **profiles})
+        values = array("d", data["values"])
+        if len(values) != _LANES + LANE_SIZE * data["lanes"]:
+            raise ValueError(f"a seasonal state of {data['lanes']} lanes cannot hold {len(values)} values")
+        pending = [list(pair) for pair in data["pending"]]
+        return cls(data["lanes"], data["n"], data["last_ts_ms"], data["unit"], pending, values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,14 +171,20 @@ def _deflation(lag_product: float, z_power: float) -> float:
 
 
 class SeasonalModel:
-    """The online model over one ``SeasonalState``; the state is the caller's (e.g. in a SubjectStore)."""
+    """The online model of one lane of a ``SeasonalState``; the state is the caller's (e.g. in a SubjectStore)."""
 
-    __slots__ = ("params", "prior", "state")
+    __slots__ = ("_base", "lane", "params", "prior", "state")
 
-    def __init__(self, params: SeasonalParams, state: SeasonalState | None = None, prior: Prior | None = None) -> None:
+    def __init__(
+        self, params: SeasonalParams, state: SeasonalState | None = None, prior: Prior | None = None, lane: int = 0
+    ) -> None:
         self.params = params
         self.state = state if state is not None else SeasonalState(unit=params.unit)
         self.prior = prior
+        if not 0 <= lane < self.state.lanes:
+            raise ValueError(f"lane {lane} of a {self.state.lanes}-lane state")
+        self.lane = lane
+        self._base = _LANES + LANE_SIZE * lane
 
     # --- transform -------------------------------------------------------------------------
     def _unit(self) -> float | None:
@@ -198,16 +199,17 @@ class SeasonalModel:
     # --- the model -------------------------------------------------------------------------
     def _predict(self, ts_ms: int, unit: float) -> tuple[float, float]:
         """(expected, robust σ) in model units, the prior blended in while the history is short. Predictions
-        shrink young seasonal offsets towards zero (``_learn`` does the same arithmetic, inlined)."""
-        st, p = self.state, self.params
+        shrink young seasonal offsets towards zero (``learn_lanes`` does the same arithmetic, inlined)."""
+        st, p, v, base = self.state, self.params, self.state.values, self._base
         hour, weekday = _slots(ts_ms)
-        day_offset, week_offset = st.day[hour] - st.day_shift, st.week[weekday] - st.week_shift
+        day_offset = v[base + _DAY + hour] - v[base + _DAY_SHIFT]
+        week_offset = v[base + _WEEK + weekday] - v[base + _WEEK_SHIFT]
         expected = (
-            st.level
-            + _shrink(st.day_weight[hour], p.season_shrinkage) * day_offset
-            + _shrink(st.week_weight[weekday], p.season_shrinkage) * week_offset
+            v[base + _LEVEL]
+            + _shrink(v[_DAY_WEIGHT + hour], p.season_shrinkage) * day_offset
+            + _shrink(v[_WEEK_WEIGHT + weekday], p.season_shrinkage) * week_offset
         )
-        scale = st.scale
+        scale = v[base + _SCALE]
         if self.prior is not None and st.n < p.warmup:
             # Cold start: lean on the population until the subject's own history carries weight.
             weight = st.n / p.warmup
@@ -220,6 +222,11 @@ class SeasonalModel:
                 expected = max(expected, prior_level)
         return expected, max(scale * _MAD_TO_SIGMA, p.min_scale)
 
+    @property
+    def n(self) -> int:
+        """Values learned so far."""
+        return self.state.n
+
     def ready(self) -> bool:
         """Whether scores mean anything yet: a prior, or enough history of its own."""
         return self.prior is not None or self.state.n >= self.params.warmup
@@ -229,12 +236,12 @@ class SeasonalModel:
         unit = self._unit()
         if unit is None or not self.ready():
             return Assessment(score=0.0, z=0.0, cusum_z=0.0, expected=value)
-        p, st = self.params, self.state
+        p, v, base = self.params, self.state.values, self._base
         expected, sigma = self._predict(ts_ms, unit)
         z = (self._to_model(value, unit) - expected) / sigma
-        step = z * _deflation(st.lag_product, st.z_power)
-        up = max(0.0, st.cusum_up + step - p.cusum_drift)
-        down = max(0.0, st.cusum_down - step - p.cusum_drift)
+        step = z * _deflation(v[base + _LAG_PRODUCT], v[base + _Z_POWER])
+        up = max(0.0, v[base + _CUSUM_UP] + step - p.cusum_drift)
+        down = max(0.0, v[base + _CUSUM_DOWN] - step - p.cusum_drift)
         deviation = max(z, up / p.cusum_limit * p.alarm_z)
         cusum = up
         if p.two_sided:
@@ -249,7 +256,7 @@ class SeasonalModel:
         """Where an upward-only model starts to score ``score`` (0 < score < 1) at ``ts_ms``: the inverse of
         ``assess`` through its logistic, CUSUM step and asinh. A caller re-scoring a value that only grows
         (a filling bucket) need not call ``assess`` below ``Threshold.value``."""
-        p, st = self.params, self.state
+        p, v, base = self.params, self.state.values, self._base
         if p.two_sided:
             raise ValueError("a two-sided model also scores values below its expectation")
         unit = self._unit()
@@ -260,8 +267,8 @@ class SeasonalModel:
         deviation = p.alarm_z + math.log(score / (1 - score)) / p.score_slope
         if deviation <= 0:
             return Threshold(value=-math.inf, expected=self._from_model(expected, unit))
-        cusum_z = (deviation * p.cusum_limit / p.alarm_z + p.cusum_drift - st.cusum_up) / _deflation(
-            st.lag_product, st.z_power
+        cusum_z = (deviation * p.cusum_limit / p.alarm_z + p.cusum_drift - v[base + _CUSUM_UP]) / _deflation(
+            v[base + _LAG_PRODUCT], v[base + _Z_POWER]
         )
         expected_value = self._from_model(expected, unit)
         try:
@@ -284,83 +291,107 @@ class SeasonalModel:
             typical = median(abs(v) for _, v in st.pending)
             st.unit = typical * p.unit_fraction if typical > 0 else 1.0
             pending, st.pending = st.pending, []
-            self._learn((int(earlier_ts), earlier) for earlier_ts, earlier in pending)
+            self.learn_many((int(earlier_ts), earlier) for earlier_ts, earlier in pending)
             return
-        self._learn(((ts_ms, value),))
+        self.learn_many(((ts_ms, value),))
 
     def learn_many(self, points: Iterable[tuple[int, float]]) -> None:
-        """``learn_one`` each (ts_ms, value) in turn, to the same state, in one pass (the detector learns a closed
-        bucket and the empty ones after it together)."""
-        if self._unit() is None:
+        """``learn_one`` each (ts_ms, value) in turn, to the same state, in one pass."""
+        if self.state.lanes != 1:
+            raise ValueError("the lanes of a shared state learn together (learn_lanes), not one by one")
+        unit = self._unit()
+        if unit is None:
             for ts_ms, value in points:
                 self.learn_one(ts_ms, value)
             return
-        self._learn(points)
+        learn_lanes(self.state, self.params, (unit,), ((ts_ms, (value,)) for ts_ms, value in points))
 
-    def _learn(self, points: Iterable[tuple[int, float]]) -> None:
-        """Learn each (ts_ms, value) in turn. This is the detector's hot loop, so the state lives in locals for
-        the pass, and ``_slots``, ``_predict`` (without the prior) and ``_deflation`` are inlined."""
-        st, p = self.state, self.params
-        unit = self._unit()
-        assert unit is not None  # set before any learning
-        warmup, shrinkage, min_scale, huber_z = p.warmup, p.season_shrinkage, p.min_scale, p.huber_z
-        drift, cusum_cap = p.cusum_drift, 2 * p.cusum_limit
-        level_alpha, season_alpha, scale_alpha = p.level_alpha, p.season_alpha, p.scale_alpha
-        rho_rate = scale_alpha * AUTOCORRELATION_RATE
-        n, level, scale, last_ts_ms = st.n, st.level, st.scale, st.last_ts_ms
-        cusum_up, cusum_down, last_z = st.cusum_up, st.cusum_down, st.last_z
-        lag_product, z_power = st.lag_product, st.z_power
-        day, day_weight, day_shift = st.day, st.day_weight, st.day_shift
-        week, week_weight, week_shift = st.week, st.week_weight, st.week_shift
-        # min() and max() are spelt as conditionals below (a call costs several times more in this loop), with
-        # the builtins' choice on ties: max(a, b) is ``b if b > a else a``, min(a, b) is ``b if b < a else a``.
-        for ts_ms, value in points:
+
+def learn_lanes(
+    state: SeasonalState,
+    params: SeasonalParams,
+    units: tuple[float, ...],
+    points: Iterable[tuple[int, Sequence[float]]],
+) -> None:
+    """Learn each (ts_ms, one value per lane) in turn: the lanes share ``params`` but their ``units``, and the
+    time-only work (slots, spacing, slot weights, rates) is done once per point for all of them.
+
+    This is the traffic detector's hot loop, so ``_slots``, ``_predict`` (without the prior) and
+    ``_deflation`` are inlined. min() and max() are spelt as conditionals (a call costs several times more
+    here), with the builtins' choice on ties: max(a, b) is ``b if b > a else a``, min(a, b) is
+    ``b if b < a else a``."""
+    p, v = params, state.values
+    if len(units) != state.lanes:
+        raise ValueError(f"{len(units)} units for a {state.lanes}-lane state")
+    warmup, shrinkage, min_scale, huber_z = p.warmup, p.season_shrinkage, p.min_scale, p.huber_z
+    drift, cusum_cap = p.cusum_drift, 2 * p.cusum_limit
+    level_alpha, season_alpha, scale_alpha = p.level_alpha, p.season_alpha, p.scale_alpha
+    rho_rate = scale_alpha * AUTOCORRELATION_RATE
+    lanes = tuple(zip(range(_LANES, _LANES + LANE_SIZE * state.lanes, LANE_SIZE), units, strict=True))
+    n, last_ts_ms = state.n, state.last_ts_ms
+    for ts_ms, values in points:
+        # Seasonal slots learn per unit of time, not per point, so minute and hourly series age alike.
+        if last_ts_ms is None:
+            spacing_h = 1.0
+        else:
+            elapsed_h = (ts_ms - last_ts_ms if ts_ms > last_ts_ms else 0) / MS_PER_HOUR
+            spacing_h = elapsed_h if elapsed_h < 1.0 else 1.0
+        last_ts_ms = ts_ms
+        if n == 0:
+            for (base, unit), value in zip(lanes, values, strict=True):
+                v[base + _LEVEL] = math.asinh(value / unit)
+            n = 1
+            continue
+        hours = ts_ms // MS_PER_HOUR
+        hour, weekday = hours % HOURS_PER_DAY, (hours // HOURS_PER_DAY + _EPOCH_WEEKDAY) % DAYS_PER_WEEK
+        day_seen, week_seen = v[_DAY_WEIGHT + hour], v[_WEEK_WEIGHT + weekday]
+        day_shrink, week_shrink = day_seen / (day_seen + shrinkage), week_seen / (week_seen + shrinkage)
+        warm = n >= warmup
+        level_rate = 1.0 / (n + 1)
+        level_rate = level_rate if level_rate > level_alpha else level_alpha
+        scale_rate = 1.0 / n
+        scale_rate = scale_rate if scale_rate > scale_alpha else scale_alpha
+        # A weighted running mean at first, an EWMA over periods once the slot has history.
+        day_seen += spacing_h
+        v[_DAY_WEIGHT + hour] = day_seen
+        day_rate = 1.0 / day_seen
+        day_factor = (day_rate if day_rate > season_alpha else season_alpha) * spacing_h
+        spacing_w = spacing_h / HOURS_PER_DAY
+        week_seen += spacing_w
+        v[_WEEK_WEIGHT + weekday] = week_seen
+        week_rate = 1.0 / week_seen
+        week_factor = (week_rate if week_rate > season_alpha else season_alpha) * spacing_w
+        for (base, unit), value in zip(lanes, values, strict=True):
             y = math.asinh(value / unit)
-            # Seasonal slots learn per unit of time, not per point, so minute and hourly series age alike.
-            if last_ts_ms is None:
-                spacing_h = 1.0
-            else:
-                elapsed_h = (ts_ms - last_ts_ms if ts_ms > last_ts_ms else 0) / MS_PER_HOUR
-                spacing_h = elapsed_h if elapsed_h < 1.0 else 1.0
-            last_ts_ms = ts_ms
-            if n == 0:
-                level = y
-                n = 1
-                continue
+            level, scale, last_z = v[base + _LEVEL], v[base + _SCALE], v[base + _LAST_Z]
+            day_shift, week_shift = v[base + _DAY_SHIFT], v[base + _WEEK_SHIFT]
+            day_value, week_value = v[base + _DAY + hour], v[base + _WEEK + weekday]
             # z, the CUSUM and the scale judge the prediction as scored; the level and profile learn from the
             # residual of the unshrunk profile, so the offsets converge to it rather than overshoot.
-            hours = ts_ms // MS_PER_HOUR
-            hour, weekday = hours % HOURS_PER_DAY, (hours // HOURS_PER_DAY + _EPOCH_WEEKDAY) % DAYS_PER_WEEK
-            day_value, week_value, day_seen, week_seen = (
-                day[hour],
-                week[weekday],
-                day_weight[hour],
-                week_weight[weekday],
-            )
             day_offset, week_offset = day_value - day_shift, week_value - week_shift
             profile = level + day_offset + week_offset
-            expected = (
-                level
-                + day_seen / (day_seen + shrinkage) * day_offset
-                + week_seen / (week_seen + shrinkage) * week_offset
-            )
+            expected = level + day_shrink * day_offset + week_shrink * week_offset
             sigma = scale * _MAD_TO_SIGMA
             sigma = min_scale if min_scale > sigma else sigma
             residual = y - expected
             z = residual / sigma
-            warm = n >= warmup
             profile_residual = y - profile
+            bounded_z = z if z < huber_z else huber_z
+            bounded_z = bounded_z if bounded_z > -huber_z else -huber_z
             if warm:
+                lag_product, z_power = v[base + _LAG_PRODUCT], v[base + _Z_POWER]
                 if z_power > 0:
                     rho = lag_product / z_power
                     rho = 0.0 if not rho > 0.0 else 0.95 if rho > 0.95 else rho
                 else:
                     rho = 0.0
                 step = z * math.sqrt((1 - rho) / (1 + rho))
-                cusum_up = cusum_up + step - drift
-                cusum_up = 0.0 if not cusum_up > 0.0 else cusum_cap if cusum_cap < cusum_up else cusum_up
-                cusum_down = cusum_down - step - drift
-                cusum_down = 0.0 if not cusum_down > 0.0 else cusum_cap if cusum_cap < cusum_down else cusum_down
+                cusum_up = v[base + _CUSUM_UP] + step - drift
+                v[base + _CUSUM_UP] = 0.0 if not cusum_up > 0.0 else cusum_cap if cusum_cap < cusum_up else cusum_up
+                cusum_down = v[base + _CUSUM_DOWN] - step - drift
+                v[base + _CUSUM_DOWN] = (
+                    0.0 if not cusum_down > 0.0 else cusum_cap if cusum_cap < cusum_down else cusum_down
+                )
                 # Huber: an outlier teaches the model only as much as a 'huber_z' deviation would.
                 bound = huber_z * sigma
                 clipped = profile_residual if profile_residual < bound else bound
@@ -370,44 +401,27 @@ class SeasonalModel:
                 scale_cap = SCALE_STEP_CAP * (min_scale if min_scale > scale else scale)
                 scale_input = abs(residual)
                 scale_input = scale_cap if scale_cap < scale_input else scale_input
-            else:
-                cusum_up = cusum_down = 0.0
-                clipped = profile_residual
-                scale_input = abs(residual)
-            level_rate = 1.0 / (n + 1)
-            level_rate = level_rate if level_rate > level_alpha else level_alpha
-            level += level_rate * clipped
-            scale_rate = 1.0 / n
-            scale += (scale_rate if scale_rate > scale_alpha else scale_alpha) * (scale_input - scale)
-            bounded_z = z if z < huber_z else huber_z
-            bounded_z = bounded_z if bounded_z > -huber_z else -huber_z
-            if warm:
                 # Autocorrelation is a trait of the series, learned slowly (so an episode's own run barely
                 # moves it) and only once warm (the warm-up's residuals are the model converging).
-                lag_product += rho_rate * (bounded_z * last_z - lag_product)
-                z_power += rho_rate * (bounded_z * bounded_z - z_power)
-            last_z = bounded_z
+                v[base + _LAG_PRODUCT] = lag_product + rho_rate * (bounded_z * last_z - lag_product)
+                v[base + _Z_POWER] = z_power + rho_rate * (bounded_z * bounded_z - z_power)
+            else:
+                v[base + _CUSUM_UP] = v[base + _CUSUM_DOWN] = 0.0
+                clipped = profile_residual
+                scale_input = abs(residual)
+            level += level_rate * clipped
+            v[base + _SCALE] = scale + scale_rate * (scale_input - scale)
+            v[base + _LAST_Z] = bounded_z
             remainder = clipped * (1 - level_rate)
-            # A weighted running mean at first, an EWMA over periods once the slot has history.
-            day_seen += spacing_h
-            day_weight[hour] = day_seen
-            day_rate = 1.0 / day_seen
-            day_step = (day_rate if day_rate > season_alpha else season_alpha) * spacing_h * remainder
-            spacing_w = spacing_h / HOURS_PER_DAY
-            week_seen += spacing_w
-            week_weight[weekday] = week_seen
-            week_rate = 1.0 / week_seen
-            week_step = (week_rate if week_rate > season_alpha else season_alpha) * spacing_w * remainder
+            day_step = day_factor * remainder
+            week_step = week_factor * remainder
             # Offsets average zero and the mean lives in the level: otherwise level and profiles, learning
             # from the same residual, drift in opposite directions and the profile is no longer a profile.
-            day[hour] = day_value + day_step
-            day_shift += day_step / HOURS_PER_DAY
-            week[weekday] = week_value + week_step
-            week_shift += week_step / DAYS_PER_WEEK
-            level += day_step / HOURS_PER_DAY + week_step / DAYS_PER_WEEK
-            if n < _COUNT_CAP:
-                n += 1
-        st.n, st.level, st.scale, st.last_ts_ms = n, level, scale, last_ts_ms
-        st.cusum_up, st.cusum_down, st.last_z = cusum_up, cusum_down, last_z
-        st.lag_product, st.z_power = lag_product, z_power
-        st.day_shift, st.week_shift = day_shift, week_shift
+            v[base + _DAY + hour] = day_value + day_step
+            v[base + _DAY_SHIFT] = day_shift + day_step / HOURS_PER_DAY
+            v[base + _WEEK + weekday] = week_value + week_step
+            v[base + _WEEK_SHIFT] = week_shift + week_step / DAYS_PER_WEEK
+            v[base + _LEVEL] = level + (day_step / HOURS_PER_DAY + week_step / DAYS_PER_WEEK)
+        if n < _COUNT_CAP:
+            n += 1
+    state.n, state.last_ts_ms = n, last_ts_ms

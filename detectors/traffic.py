@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from detectors.base import Detector, cooling_down, new_store
-from detectors.seasonal import Assessment, Prior, SeasonalModel, SeasonalParams, SeasonalState
+from detectors.seasonal import Assessment, Prior, SeasonalModel, SeasonalParams, SeasonalState, learn_lanes
 from detectors.state import SubjectStore
 from models.config import StateConfig, TrafficAnomalyConfig
 from models.finding import Finding, Severity, SubjectType
@@ -36,6 +36,7 @@ class Signal(StrEnum):
 
 _SIGNALS = tuple(Signal)
 """The signals in a fixed order: ``TrafficSubject.observed`` and ``alarm_floors`` follow it."""
+_QUIET = (0.0, 0.0, 0.0)
 _UNITS = {Signal.VOLUME: "requests", Signal.CREDITS: "credits", Signal.ERRORS: "auth/rate-limit errors"}
 
 
@@ -75,7 +76,8 @@ class TrafficSubject:
     credits: float = 0.0
     errors: int = 0
     last_flag_ms: int | None = None
-    models: dict[str, SeasonalState] = field(default_factory=lambda: {s.value: SeasonalState() for s in Signal})
+    model: SeasonalState = field(default_factory=lambda: SeasonalState(lanes=len(_SIGNALS)))
+    """The signals' models, one lane each in ``Signal`` order: they learn the same buckets, so they share a clock."""
     alarm_floors: tuple[float, float, float] | None = None
     """Requests, credits and errors under which the open bucket cannot be flagged (``None``: not yet worked out
     for this bucket). Derived from the models once per bucket, so not in snapshots."""
@@ -88,13 +90,12 @@ class TrafficSubject:
             "credits": self.credits,
             "errors": self.errors,
             "last_flag_ms": self.last_flag_ms,
-            "models": {name: state.dump() for name, state in self.models.items()},
+            "model": self.model.dump(),
         }
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> TrafficSubject:
-        models = {name: SeasonalState.load(state) for name, state in data["models"].items()}
-        return cls(**{**data, "models": models})
+        return cls(**{**data, "model": SeasonalState.load(data["model"])})
 
     def observed(self) -> tuple[float, float, float]:
         """The open bucket's value of each signal, in ``Signal`` order."""
@@ -131,7 +132,8 @@ class TrafficAnomalyDetector(Detector):
             Signal.CREDITS: Prior(config.prior_credits_per_bucket, config.prior_credits_per_bucket * spread),
             Signal.ERRORS: Prior(config.prior_errors_per_bucket, config.prior_errors_per_bucket * spread),
         }
-        self._specs = tuple((signal.value, self.params[signal], self.priors[signal]) for signal in _SIGNALS)
+        # The lanes share every setting but the unit, in ``Signal`` order.
+        self._units = (config.count_unit, config.credits_unit, config.count_unit)
         self.error_statuses = frozenset(config.error_statuses)
         self.accounts: SubjectStore[TrafficSubject] = new_store(TrafficSubject, TrafficSubject.load, state)
         # Keyed "account/key": a key's state stays scoped to its account, like every subject.
@@ -142,17 +144,20 @@ class TrafficAnomalyDetector(Detector):
 
     def _models(self, subject: TrafficSubject) -> list[SeasonalModel]:
         """The subject's model of each signal, in ``Signal`` order."""
-        return [SeasonalModel(params, subject.models[name], prior) for name, params, prior in self._specs]
+        return [
+            SeasonalModel(self.params[signal], subject.model, self.priors[signal], lane)
+            for lane, signal in enumerate(_SIGNALS)
+        ]
 
     def _close_buckets(self, subject: TrafficSubject, bucket: int) -> None:
         """Teach each model the closed bucket, then the empty buckets of an idle spell (the most recent
         ``max_gap_buckets``): quiet time is part of a subject's pattern."""
         if subject.bucket >= 0:
             empty = min(bucket - subject.bucket - 1, self.config.max_gap_buckets)
-            closed_ms, bucket_ms = subject.bucket * self.bucket_ms, self.bucket_ms
-            quiet = [(start_ms, 0.0) for start_ms in range((bucket - empty) * bucket_ms, bucket * bucket_ms, bucket_ms)]
-            for model, value in zip(self._models(subject), subject.observed(), strict=True):
-                model.learn_many([(closed_ms, value), *quiet])
+            bucket_ms = self.bucket_ms
+            points = [(subject.bucket * bucket_ms, subject.observed())]
+            points += [(start, _QUIET) for start in range((bucket - empty) * bucket_ms, bucket * bucket_ms, bucket_ms)]
+            learn_lanes(subject.model, self.params[Signal.VOLUME], self._units, points)
         subject.bucket = bucket
         subject.requests, subject.credits, subject.errors = 0, 0.0, 0
         subject.alarm_floors = None
@@ -249,7 +254,7 @@ class TrafficAnomalyDetector(Detector):
     def _finding(self, event: TelemetryEvent, subject: TrafficSubject, flag: _Flag, kind: SubjectType) -> Finding:
         cfg = self.config
         bucket_start_ms = subject.bucket * self.bucket_ms
-        history = subject.models[flag.signal.value].n
+        history = subject.model.n
         expected = flag.assessment.expected
         who = "Account" if kind is SubjectType.ACCOUNT else f"API key {event.api_key_id}"
         observed_text = f"{flag.observed:,.0f}"

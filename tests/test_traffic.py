@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import random
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.nab_score import anomaly_windows, score_series
-from detectors.seasonal import Prior, SeasonalModel, SeasonalParams, SeasonalState
+from detectors.seasonal import Prior, SeasonalModel, SeasonalParams, SeasonalState, learn_lanes
 from detectors.traffic import Signal, TrafficAnomalyDetector, model_params, series_params
 from models.config import StateConfig, TrafficAnomalyConfig
 from models.finding import Finding, SubjectType
@@ -113,7 +114,7 @@ def test_a_clean_daily_cycle_over_several_days_gives_no_findings(make_event: Eve
     rates = [30.0 * (1 + 0.8 * math.sin(2 * math.pi * b / buckets_per_day)) for b in range(4 * buckets_per_day)]
     assert feed(detector, make_event, rates, bucket_s=600, credits=1) == []
     account = detector.accounts.touch("acct-1", 4 * 86_400_000)
-    model = SeasonalModel(detector.params[Signal.VOLUME], account.models["volume"])
+    model = SeasonalModel(detector.params[Signal.VOLUME], account.model, lane=0)
     peak, trough = model.assess(6 * HOUR_MS, 0).expected, model.assess(18 * HOUR_MS, 0).expected
     assert peak > 3 * trough, "the daily profile was not learned"
 
@@ -267,3 +268,30 @@ def test_nab_scoring_rewards_early_detection_and_charges_false_alarms() -> None:
     assert noisy.raw == pytest.approx(early.raw - 0.11)
     assert (noisy.onsets, noisy.true_onsets) == (2, 1)
     assert score_series(at(100), labels, timestamps, 0.5).onsets == 0, "probationary points are not scored"
+
+
+def test_lanes_learned_together_score_as_each_series_learned_alone() -> None:
+    # The traffic detector's signals share a state (one clock, one array); each lane must still be its own model.
+    rng = random.Random(11)
+    units = (10.0, 25.0, 10.0)
+    series = [
+        (minute * 60_000, (float(poisson(rng, 8.0)), rng.uniform(0, 400), float(poisson(rng, 0.5))))
+        for minute in range(0, 900, rng.choice([1, 2, 3]))
+    ]
+    params = model_params(TrafficAnomalyConfig(), two_sided=False, unit=None)
+    shared = SeasonalState(lanes=3)
+    alone = [SeasonalModel(dataclasses.replace(params, unit=unit)) for unit in units]
+    for start in range(0, len(series), 7):
+        learn_lanes(shared, params, units, series[start : start + 7])
+        for lane, model in enumerate(alone):
+            model.learn_many((ts, values[lane]) for ts, values in series[start : start + 7])
+    together = [SeasonalModel(model.params, shared, lane=lane) for lane, model in enumerate(alone)]
+    at = 901 * 60_000
+    for lane_model, model in zip(together, alone, strict=True):
+        assert lane_model.n == model.n > 0
+        for value in (0.0, 5.0, 50.0, 500.0):
+            assert lane_model.assess(at, value) == model.assess(at, value)
+    restored = SeasonalState.load(json.loads(json.dumps(shared.dump())))
+    assert restored.dump() == shared.dump()
+    with pytest.raises(ValueError):
+        together[0].learn_one(at, 1.0)

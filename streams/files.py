@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from itertools import islice
 from pathlib import Path
 from typing import IO, cast
 
@@ -52,14 +53,13 @@ class JsonlFileSource(Source):
 
     def poll(self, max_records: int) -> list[SourceRecord]:
         records: list[SourceRecord] = []
-        while len(records) < max_records:
-            line = self._reader.readline()
-            if not line:
-                self._eof = True
-                break
-            self._line += 1
+        line_number = self._line
+        for line in islice(self._reader, max_records):
+            line_number += 1
             if line.strip():
-                records.append(SourceRecord(value=line.rstrip(b"\r\n"), partition=0, offset=self._line))
+                records.append(SourceRecord(line.rstrip(b"\r\n"), 0, line_number))
+        self._eof = line_number - self._line < max_records
+        self._line = line_number
         return records
 
     @property

@@ -37,6 +37,8 @@ class BatchResult:
     invalid: int = 0
     findings: list[Finding] = field(default_factory=list)
     actions: list[EnforcementAction] = field(default_factory=list)
+    positions: dict[int, int] = field(default_factory=dict)
+    """Per input partition, the offset after the batch's last record: where the source commits to."""
 
 
 class PartitionProcessor:
@@ -61,15 +63,19 @@ class PartitionProcessor:
         actions: list[EnforcementAction] = []
         for detector in self.detectors:
             detector.prepare(events)
+        observers = [detector.observe for detector in self.detectors]
         for event in events:
-            for detector in self.detectors:
-                for finding in detector.observe(event):
+            for observe in observers:
+                found = observe(event)
+                if not found:  # nearly every event: no finding to decide on
+                    continue
+                for finding in found:
                     findings.append(finding)
                     action = self.policy.decide(finding, event)
                     if action is not None:
                         actions.append(action)
-            if event.ts_ms > self.watermark_ms:
-                self.watermark_ms = event.ts_ms
+        if events:
+            self.watermark_ms = max(self.watermark_ms, max(event.ts_ms for event in events))
         self._sweep()
         return findings, actions
 
@@ -178,9 +184,10 @@ class Pipeline:
     def process(self, records: list[SourceRecord]) -> BatchResult:
         result = BatchResult()
         by_partition: dict[int, list[TelemetryEvent]] = {}
-        batch_end: dict[int, int] = {}
+        batch_end = result.positions
         for record in records:
-            batch_end[record.partition] = max(batch_end.get(record.partition, 0), record.offset + 1)
+            # A source returns each partition's records in offset order: the last one ends the batch.
+            batch_end[record.partition] = record.offset + 1
             try:
                 event = decode_event(record.value)
             except InvalidRecord as error:
@@ -188,8 +195,11 @@ class Pipeline:
                 if Channel.DEAD_LETTERS in self.channels:
                     result.outputs.append(dead_letter(record, str(error), self.source_name))
                 continue
-            result.events += 1
-            by_partition.setdefault(record.partition, []).append(event)
+            events = by_partition.get(record.partition)
+            if events is None:
+                events = by_partition[record.partition] = []
+            events.append(event)
+        result.events = sum(map(len, by_partition.values()))
         for partition in sorted(by_partition):
             processor = self.processor(partition)
             findings, actions = processor.process(by_partition[partition])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Channel(StrEnum):
@@ -15,9 +15,11 @@ class Channel(StrEnum):
     STATE = "state"
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """One input record and its position: (partition, offset) for Kafka, (0, line number) for files."""
+class SourceRecord(NamedTuple):
+    """One input record and its position: (partition, offset) for Kafka, (0, line number) for files.
+
+    Records are tuples rather than frozen dataclasses: one is made per input record and per output,
+    and a frozen dataclass's ``__init__`` costs a ``object.__setattr__`` call per field."""
 
     value: bytes
     partition: int
@@ -25,10 +27,9 @@ class SourceRecord:
     key: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OutputRecord:
+class OutputRecord(NamedTuple):
     channel: Channel
     key: bytes | None
     value: bytes | None  # None is a tombstone (state changelog deletes)
-    headers: tuple[tuple[str, bytes], ...] = field(default=())
+    headers: tuple[tuple[str, bytes], ...] = ()
     partition: int | None = None  # pinned partition (the changelog follows its input partition)

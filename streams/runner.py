@@ -65,16 +65,13 @@ class Runner:
         records = self.source.poll(self.config.pipeline.batch_size)
         if not records:
             return None
-        positions: dict[int, int] = {}
-        for record in records:
-            positions[record.partition] = max(positions.get(record.partition, 0), record.offset + 1)
         started = time.perf_counter()
         self.sink.begin()
         try:
             result = self.pipeline.process(records)
             for output in result.outputs:
                 self.sink.add(output)
-            self.sink.commit(self.source, positions)
+            self.sink.commit(self.source, result.positions)
         except BaseException:
             metrics.TRANSACTIONS.labels("aborted").inc()
             self.sink.abort()

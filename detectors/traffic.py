@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from detectors.base import Detector, cooling_down, new_store
-from detectors.seasonal import Assessment, Prior, SeasonalModel, SeasonalParams, SeasonalState, learn_lanes
+from detectors.seasonal import Assessment, Prior, SeasonalModel, SeasonalParams, SeasonalState, lane_learner
 from detectors.state import SubjectStore
 from models.config import StateConfig, TrafficAnomalyConfig
 from models.finding import Finding, Severity, SubjectType
@@ -132,8 +132,9 @@ class TrafficAnomalyDetector(Detector):
             Signal.CREDITS: Prior(config.prior_credits_per_bucket, config.prior_credits_per_bucket * spread),
             Signal.ERRORS: Prior(config.prior_errors_per_bucket, config.prior_errors_per_bucket * spread),
         }
-        # The lanes share every setting but the unit, in ``Signal`` order.
-        self._units = (config.count_unit, config.credits_unit, config.count_unit)
+        # One state of three lanes per subject, in ``Signal`` order: the lanes share every setting but the unit.
+        units = (config.count_unit, config.credits_unit, config.count_unit)
+        self._learn = lane_learner(self.params[Signal.VOLUME], units)
         self.error_statuses = frozenset(config.error_statuses)
         self.accounts: SubjectStore[TrafficSubject] = new_store(TrafficSubject, TrafficSubject.load, state)
         # Keyed "account/key": a key's state stays scoped to its account, like every subject.
@@ -157,7 +158,7 @@ class TrafficAnomalyDetector(Detector):
             bucket_ms = self.bucket_ms
             points = [(subject.bucket * bucket_ms, subject.observed())]
             points += [(start, _QUIET) for start in range((bucket - empty) * bucket_ms, bucket * bucket_ms, bucket_ms)]
-            learn_lanes(subject.model, self.params[Signal.VOLUME], self._units, points)
+            self._learn(subject.model, points)
         subject.bucket = bucket
         subject.requests, subject.credits, subject.errors = 0, 0.0, 0
         subject.alarm_floors = None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.nab_score import anomaly_windows, score_series
-from detectors.seasonal import Prior, SeasonalModel, SeasonalParams, SeasonalState, learn_lanes
+from detectors.seasonal import Prior, SeasonalModel, SeasonalParams, SeasonalState, lane_learner
 from detectors.traffic import Signal, TrafficAnomalyDetector, model_params, series_params
 from models.config import StateConfig, TrafficAnomalyConfig
 from models.finding import Finding, SubjectType
@@ -280,9 +280,10 @@ def test_lanes_learned_together_score_as_each_series_learned_alone() -> None:
     ]
     params = model_params(TrafficAnomalyConfig(), two_sided=False, unit=None)
     shared = SeasonalState(lanes=3)
+    learn = lane_learner(params, units)
     alone = [SeasonalModel(dataclasses.replace(params, unit=unit)) for unit in units]
     for start in range(0, len(series), 7):
-        learn_lanes(shared, params, units, series[start : start + 7])
+        learn(shared, series[start : start + 7])
         for lane, model in enumerate(alone):
             model.learn_many((ts, values[lane]) for ts, values in series[start : start + 7])
     together = [SeasonalModel(model.params, shared, lane=lane) for lane, model in enumerate(alone)]

@@ -32,8 +32,10 @@ DIMENSIONS = (NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS)
 # An event's items, in the order they are counted: device, user agent, then the located network, ASN, country.
 ITEM_DIMENSIONS = (DEVICES, USER_AGENTS, NETWORKS, ASNS, COUNTRIES)
 Items = tuple[str | None, ...]
-_NO_ITEMS: Items = (None,) * len(ITEM_DIMENSIONS)
-Recent = tuple[int, Items, Items]  # a pane, and the items of the last two events in it (the latest first)
+Recent = tuple[int, tuple[Items, ...]]  # a pane, and the items of its last few distinct events (the latest first)
+_RECENT_ITEMS = 3
+_NOTHING_SEEN: tuple[tuple[str | None, ...], ...] = ((),) * len(ITEM_DIMENSIONS)
+"""Distinct item tuples remembered per pane: a key's user, or an account's keys, mostly alternate among a few."""
 
 
 @dataclass(slots=True)
@@ -45,9 +47,9 @@ class UsageProfile:
     previous: list[Any] | None = None  # [country, latitude, longitude, ts_ms] of the last located use
     switches: list[int] = field(default_factory=list)  # times of recent hops between distant countries
     last_flag_ms: int | None = None
-    # Not state but a shortcut, never dumped: the pane the last events fell in and the items of the
-    # last two (a key's user or an account's keys often alternate). Within that pane, one of those
-    # items again only repeats what its sketch's current pane holds.
+    # Not state but a shortcut, never dumped: the pane the last events fell in and the items of its last
+    # few distinct events (a key's user or an account's keys often alternate). Within that pane, one of
+    # those items again only repeats what its sketch's current pane holds.
     recent: Recent | None = None
 
     def dump(self) -> dict[str, Any]:
@@ -123,18 +125,19 @@ class KeySharingDetector(Detector):
     def _add(self, profile: UsageProfile, pane: int, items: Items, now: int) -> bool:
         """Count the event's items; returns whether any is new to its window."""
         recent = profile.recent
-        last, before = (recent[1], recent[2]) if recent is not None and recent[0] == pane else (_NO_ITEMS, _NO_ITEMS)
+        known = recent[1] if recent is not None and recent[0] == pane else ()
+        seen = zip(*known, strict=True) if known else _NOTHING_SEEN  # per dimension, what this pane counted
         changed, aligned = False, True
-        for dim, item, old, older in zip(ITEM_DIMENSIONS, items, last, before, strict=True):
-            if not item or item in (old, older):  # counted in this pane already: it would only repeat
-                continue
+        for dim, item, counted in zip(ITEM_DIMENSIONS, items, seen, strict=True):
+            if not item or item in counted:
+                continue  # counted in this pane already: it would only repeat
             sketch = profile.distinct.get(dim)
             if sketch is None:
                 sketch = SlidingDistinct(self.config.sketch_precision, self._pane_ms, self.config.panes)
                 profile.distinct[dim] = sketch
             changed |= sketch.add(item, now)
             aligned &= sketch.pane_ms == self._pane_ms  # a sketch restored from another window's config
-        profile.recent = (pane, items, last) if aligned else None
+        profile.recent = (pane, (items, *known[: _RECENT_ITEMS - 1])) if aligned else None
         return changed
 
     def _count(self, profile: UsageProfile, dim: str, now: int) -> int:
@@ -148,7 +151,7 @@ class KeySharingDetector(Detector):
         if now > profile.last_seen_ms:
             profile.last_seen_ms = now
         recent = profile.recent
-        repeat = recent is not None and recent[0] == pane and (items == recent[1] or items == recent[2])
+        repeat = recent is not None and recent[0] == pane and items in recent[1]
         changed = not repeat and self._add(profile, pane, items, now)
         place = site.place
         # The hop's rules come first in a finding's evidence, then the spread's.

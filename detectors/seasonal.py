@@ -87,10 +87,13 @@ class SeasonalState:
 
     What depends only on the times learned is shared: the count ``n``, the last time, and how much data each
     hour-of-day and day-of-week slot has seen. Each lane has its level, scale, CUSUMs, autocorrelation and
-    profiles. All of it lies in one array of doubles (8 bytes a number, not a 24-byte float object and a
-    pointer): the shared slot weights first, then each lane's ``LANE_SIZE`` numbers, laid out as the
-    ``_LEVEL`` … ``_WEEK`` offsets say. A profile offset is ``profile[h] − shift`` (its mean lives in the
-    level), so re-centring a profile is O(1)."""
+    profiles. All of it lies in one array of 32-bit floats (4 bytes a number, not a 24-byte float object and
+    a pointer): the shared slot weights first, then each lane's ``LANE_SIZE`` numbers, laid out as the
+    ``_LEVEL`` … ``_WEEK`` offsets say. The arithmetic is in doubles; only what is kept is rounded to single
+    precision (7 significant digits, far finer than any count or z-score the model is judged by: going from
+    doubles left every finding, action and cloud-monitoring score as it was but one ratio's third decimal
+    in the fixed replays; ``assess`` and ``threshold`` read the same stored numbers, so they agree). A profile offset
+    is ``profile[h] − shift`` (its mean lives in the level), so re-centring a profile is O(1)."""
 
     lanes: int = 1
     n: int = 0
@@ -99,11 +102,11 @@ class SeasonalState:
     """The learned asinh unit (single-lane models with ``SeasonalParams.unit`` None only)."""
     pending: list[list[float]] = field(default_factory=list)
     """Warm-up (ts_ms, value) pairs held until a learned unit is known."""
-    values: array[float] = field(default_factory=lambda: array("d"))
+    values: array[float] = field(default_factory=lambda: array("f"))
 
     def __post_init__(self) -> None:
         if not self.values:
-            self.values = array("d", bytes(8 * (_LANES + LANE_SIZE * self.lanes)))
+            self.values = array("f", bytes(4 * (_LANES + LANE_SIZE * self.lanes)))
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -117,7 +120,7 @@ class SeasonalState:
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> SeasonalState:
-        values = array("d", data["values"])
+        values = array("f", data["values"])
         if len(values) != _LANES + LANE_SIZE * data["lanes"]:
             raise ValueError(f"a seasonal state of {data['lanes']} lanes cannot hold {len(values)} values")
         pending = [list(pair) for pair in data["pending"]]

@@ -116,7 +116,7 @@ class KeySharingDetector(Detector):
         now = event.ts_ms
         pane = now - now % self._pane_ms
         items: Items = (event.device_id, event.user_agent, *site.items)
-        key = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
+        key = self.keys.touch(event.key_subject, now)
         findings = self._assess(key, event, site, pane, items, SubjectType.API_KEY)
         account = self.accounts.touch(event.account_id, now)
         findings += self._assess(account, event, site, pane, items, SubjectType.ACCOUNT)

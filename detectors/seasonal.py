@@ -100,8 +100,9 @@ class SeasonalState:
     last_ts_ms: int | None = None
     unit: float | None = None
     """The learned asinh unit (single-lane models with ``SeasonalParams.unit`` None only)."""
-    pending: list[list[float]] = field(default_factory=list)
-    """Warm-up (ts_ms, value) pairs held until a learned unit is known."""
+    pending: tuple[tuple[int, float], ...] = ()
+    """Warm-up (ts_ms, value) pairs held until a learned unit is known (a tuple: most states never hold any,
+    and an empty tuple is shared where an empty list would cost 56 bytes each)."""
     values: array[float] = field(default_factory=lambda: array("f"))
 
     def __post_init__(self) -> None:
@@ -123,7 +124,7 @@ class SeasonalState:
         values = array("f", data["values"])
         if len(values) != _LANES + LANE_SIZE * data["lanes"]:
             raise ValueError(f"a seasonal state of {data['lanes']} lanes cannot hold {len(values)} values")
-        pending = [list(pair) for pair in data["pending"]]
+        pending = tuple((int(ts_ms), value) for ts_ms, value in data["pending"])
         return cls(data["lanes"], data["n"], data["last_ts_ms"], data["unit"], pending, values)
 
 
@@ -288,13 +289,13 @@ class SeasonalModel:
         st, p = self.state, self.params
         if self._unit() is None:
             # Learn the unit once from the warm-up values, then replay them into the model.
-            st.pending.append([ts_ms, value])
+            st.pending = (*st.pending, (ts_ms, value))
             if len(st.pending) < p.warmup:
                 return
             typical = median(abs(v) for _, v in st.pending)
             st.unit = typical * p.unit_fraction if typical > 0 else 1.0
-            pending, st.pending = st.pending, []
-            self.learn_many((int(earlier_ts), earlier) for earlier_ts, earlier in pending)
+            pending, st.pending = st.pending, ()
+            self.learn_many(pending)
             return
         self.learn_many(((ts_ms, value),))
 

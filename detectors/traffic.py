@@ -136,6 +136,8 @@ class TrafficAnomalyDetector(Detector):
         units = (config.count_unit, config.credits_unit, config.count_unit)
         self._learn = lane_learner(self.params[Signal.VOLUME], units)
         self.error_statuses = frozenset(config.error_statuses)
+        self._min_events, self._min_credits = config.min_bucket_events, config.min_bucket_credits
+        self._min_errors = config.min_error_events
         self.accounts: SubjectStore[TrafficSubject] = new_store(TrafficSubject, TrafficSubject.load, state)
         # Keyed "account/key": a key's state stays scoped to its account, like every subject.
         self.keys: SubjectStore[TrafficSubject] = new_store(TrafficSubject, TrafficSubject.load, state)
@@ -174,13 +176,9 @@ class TrafficAnomalyDetector(Detector):
     def _may_flag(self, subject: TrafficSubject) -> bool:
         """Whether ``_strongest_flag`` could find anything, from integer and float comparisons only: the open
         bucket's counts only grow while the models stand still, so most events need no scoring at all."""
-        cfg = self.config
-        if (
-            subject.requests < cfg.min_bucket_events
-            and subject.credits < cfg.min_bucket_credits
-            and subject.errors < cfg.min_error_events
-        ):
+        if self._below_floors(subject):
             return False
+        cfg = self.config
         if subject.alarm_floors is None:
             subject.alarm_floors = self._alarm_floors(subject)
         requests_floor, credits_floor, errors_floor = subject.alarm_floors
@@ -188,6 +186,14 @@ class TrafficAnomalyDetector(Detector):
             subject.requests >= requests_floor
             or subject.credits >= credits_floor
             or (subject.errors >= errors_floor and subject.errors >= cfg.min_error_share * subject.requests)
+        )
+
+    def _below_floors(self, subject: TrafficSubject) -> bool:
+        """Whether the open bucket is under every configured floor: most are, and then nothing is scored."""
+        return (
+            subject.requests < self._min_events
+            and subject.credits < self._min_credits
+            and subject.errors < self._min_errors
         )
 
     def _alarm_floors(self, subject: TrafficSubject) -> tuple[float, float, float]:
@@ -240,8 +246,10 @@ class TrafficAnomalyDetector(Detector):
             subject.errors += error
         # One finding per account and cooldown, about the account or about one of its keys, whichever
         # shows first: a key's surge is usually its account's too, and one incident is one finding.
-        if cooling_down(account.last_flag_ms, now, self.config.cooldown_s):
-            return []
+        if (self._below_floors(account) and self._below_floors(key)) or cooling_down(
+            account.last_flag_ms, now, self.config.cooldown_s
+        ):
+            return []  # the common case: under every floor, there is nothing to score
         flag = self._strongest_flag(account) if self._may_flag(account) else None
         if flag is not None:
             account.last_flag_ms = now

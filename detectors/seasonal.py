@@ -104,10 +104,17 @@ class SeasonalState:
     """Warm-up (ts_ms, value) pairs held until a learned unit is known (a tuple: most states never hold any,
     and an empty tuple is shared where an empty list would cost 56 bytes each)."""
     values: array[float] = field(default_factory=lambda: array("f"))
+    stirred: int = 0
+    """A bit per lane that has learned a value other than zero (derived from ``values``, so not dumped). A lane
+    that never has is all zeros, and learning a zero leaves it all zeros exactly, so the learner skips it:
+    most subjects' error lane, and the credits lane of a key that only reads."""
 
     def __post_init__(self) -> None:
         if not self.values:
             self.values = array("f", bytes(4 * (_LANES + LANE_SIZE * self.lanes)))
+        for lane, base in enumerate(range(_LANES, len(self.values), LANE_SIZE)):
+            if any(self.values[base : base + LANE_SIZE]):
+                self.stirred |= 1 << lane
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -329,13 +336,13 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
     level_alpha, season_alpha, scale_alpha = p.level_alpha, p.season_alpha, p.scale_alpha
     rho_rate = scale_alpha * AUTOCORRELATION_RATE
     lane_count = len(units)
-    lanes = tuple(zip(range(_LANES, _LANES + LANE_SIZE * lane_count, LANE_SIZE), units, strict=True))
+    lanes = tuple((1 << lane, _LANES + LANE_SIZE * lane, unit) for lane, unit in enumerate(units))
 
     def learn(state: SeasonalState, points: Iterable[tuple[int, Sequence[float]]]) -> None:
         if state.lanes != lane_count:
             raise ValueError(f"a learner of {lane_count} lanes for a {state.lanes}-lane state")
         v = state.values
-        n, last_ts_ms = state.n, state.last_ts_ms
+        n, last_ts_ms, stirred = state.n, state.last_ts_ms, state.stirred
         for ts_ms, values in points:
             # Seasonal slots learn per unit of time, not per point, so minute and hourly series age alike.
             if last_ts_ms is None:
@@ -345,8 +352,10 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
                 spacing_h = elapsed_h if elapsed_h < 1.0 else 1.0
             last_ts_ms = ts_ms
             if n == 0:
-                for (base, unit), value in zip(lanes, values, strict=True):
+                for (bit, base, unit), value in zip(lanes, values, strict=True):
                     v[base + _LEVEL] = math.asinh(value / unit)
+                    if value:
+                        stirred |= bit
                 n = 1
                 continue
             hours = ts_ms // MS_PER_HOUR
@@ -368,7 +377,10 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
             v[_WEEK_WEIGHT + weekday] = week_seen
             week_rate = 1.0 / week_seen
             week_factor = (week_rate if week_rate > season_alpha else season_alpha) * spacing_w
-            for (base, unit), value in zip(lanes, values, strict=True):
+            for (bit, base, unit), value in zip(lanes, values, strict=True):
+                if not value and not stirred & bit:
+                    continue
+                stirred |= bit
                 y = math.asinh(value / unit)
                 level, scale, last_z = v[base + _LEVEL], v[base + _SCALE], v[base + _LAST_Z]
                 day_shift, week_shift = v[base + _DAY_SHIFT], v[base + _WEEK_SHIFT]
@@ -431,6 +443,6 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
                 v[base + _LEVEL] = level + (day_step / HOURS_PER_DAY + week_step / DAYS_PER_WEEK)
             if n < _COUNT_CAP:
                 n += 1
-        state.n, state.last_ts_ms = n, last_ts_ms
+        state.n, state.last_ts_ms, state.stirred = n, last_ts_ms, stirred
 
     return learn

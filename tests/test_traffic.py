@@ -296,3 +296,18 @@ def test_lanes_learned_together_score_as_each_series_learned_alone() -> None:
     assert restored.dump() == shared.dump()
     with pytest.raises(ValueError):
         together[0].learn_one(at, 1.0)
+
+
+def test_skipping_lanes_that_only_ever_learned_zeros_changes_nothing() -> None:
+    # A key that never errs and never spends: its error and credits lanes stay all zeros, so they are skipped.
+    rng = random.Random(12)
+    learn = lane_learner(model_params(TrafficAnomalyConfig(), two_sided=False, unit=10.0), (10.0, 10.0, 10.0))
+    points = [(minute * 60_000, (float(poisson(rng, 5.0)), 0.0, 0.0 if minute < 500 else 1.0)) for minute in range(600)]
+    skipping, learning_every_lane = SeasonalState(lanes=3), SeasonalState(lanes=3)
+    learning_every_lane.stirred = 0b111
+    for start in range(0, len(points), 5):
+        learn(skipping, points[start : start + 5])
+        learn(learning_every_lane, points[start : start + 5])
+        assert skipping.values == learning_every_lane.values
+    assert skipping.stirred == 0b101  # the credits lane never moved; errors began at minute 500
+    assert SeasonalState.load(skipping.dump()).stirred == 0b101

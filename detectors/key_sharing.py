@@ -153,11 +153,18 @@ class KeySharingDetector(Detector):
         recent = profile.recent
         repeat = recent is not None and recent[0] == pane and items in recent[1]
         changed = not repeat and self._add(profile, pane, items, now)
-        place = site.place
         # The hop's rules come first in a finding's evidence, then the spread's.
-        fired = self._hop(profile, place, now) if site.located and subject is SubjectType.API_KEY else {}
+        fired: dict[str, dict[str, Any]] = {}
         if site.located:
-            profile.previous = [place.country, place.latitude, place.longitude, now]
+            place, previous = site.place, profile.previous
+            if previous is None or previous[0] != place.country:
+                if previous is not None and subject is SubjectType.API_KEY:
+                    fired = self._hop(profile, place, now)
+                profile.previous = [place.country, place.latitude, place.longitude, now]
+            elif previous[1] == place.latitude and previous[2] == place.longitude:
+                previous[3] = now  # the same place again, the commonest case: only the time moves
+            else:
+                profile.previous = [place.country, place.latitude, place.longitude, now]
         counts = None
         if changed:
             counts = {dim: self._count(profile, dim, now) for dim in DIMENSIONS}

@@ -2,8 +2,8 @@
 carrying prompts, with and without the detector, in the same process; and the scorer alone, per batch
 against one prompt at a time.
 
-The simulator draws prompts from a few dozen phrasings; each is made unique here ("... take 812") so
-that no figure leans on repeated text.
+Every prompt is made unique (``write_workload(distinct_prompts=True)``) so that no figure leans on
+repeated text: the score cache never hits here.
 
     .venv/bin/python -m benchmarks.minor_safety_throughput [--accounts 150] [--hours 6] [--repeats 3]
 """
@@ -25,17 +25,6 @@ from streams.cli import replay_file
 from streams.records import Channel
 
 
-def _make_prompts_unique(events: Path) -> list[str]:
-    """Rewrite the file with a distinct suffix on every prompt; returns the prompts."""
-    rows = [orjson.loads(line) for line in events.read_bytes().splitlines()]
-    prompts = []
-    for take, row in enumerate(row for row in rows if row.get("prompt")):
-        row["prompt"] = f"{row['prompt']}, take {take}"
-        prompts.append(row["prompt"])
-    events.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
-    return prompts
-
-
 def _replay_rate(config: WardenConfig, events: Path, count: int, out: Path, repeats: int) -> float:
     """Best of ``repeats`` full replays, in events/s (the best run is the least disturbed by the machine)."""
     outputs = {Channel.ACTIONS: out / "actions.jsonl", Channel.FINDINGS: out / "findings.jsonl"}
@@ -49,7 +38,7 @@ def _replay_rate(config: WardenConfig, events: Path, count: int, out: Path, repe
 
 def _scorer_rates(prompts: list[str], batch: int) -> tuple[float, float]:
     """(prompts/s scored ``batch`` at a time, prompts/s scored one by one)."""
-    scorer = PromptScorer(MinorSafetyConfig(), load_model())
+    scorer = PromptScorer(MinorSafetyConfig(score_cache_size=0), load_model())
     started = time.perf_counter()
     for start in range(0, len(prompts), batch):
         scorer.score_batch(prompts[start : start + batch])
@@ -71,8 +60,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
         events = directory / "events.jsonl"
-        count = write_workload(events, args.accounts, args.hours, prompt_share=0.2)
-        prompts = _make_prompts_unique(events)
+        count = write_workload(events, args.accounts, args.hours, prompt_share=0.2, distinct_prompts=True)
+        prompts = [row["prompt"] for row in map(orjson.loads, events.read_bytes().splitlines()) if row.get("prompt")]
         with_detector = WardenConfig()
         without = WardenConfig.model_validate({"detectors": {"minor_safety": {"enabled": False}}})
         base_rate = _replay_rate(without, events, count, directory, args.repeats)

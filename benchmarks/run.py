@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import multiprocessing
 import os
 import platform
+import random
 import resource
 import statistics
 import subprocess
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -38,6 +40,10 @@ from streams.cli import replay_file
 from streams.decode import decode_event
 from streams.files import JsonlFileSource
 from streams.records import Channel
+from streams.simulator import _SETTINGS, _STYLES, _SUBJECTS, MINOR_SAFETY_TEST_PROMPTS
+
+if TYPE_CHECKING:
+    from streams.worker import KafkaWorker
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_PORT = int(os.environ.get("WARDEN_BENCH_KAFKA_PORT", "49092"))
@@ -157,23 +163,31 @@ def _bare_consumer_rate(topic: str, total: int) -> float:
     return total / elapsed
 
 
-def _warden_rate(config: WardenConfig, total: int) -> float:
-    """One `warden run` worker, in-process, timed from its first record to its last commit."""
-    from streams.worker import KafkaWorker
-
-    worker = KafkaWorker(config, f"bench-{uuid.uuid4().hex[:6]}")
+def _drain(worker: KafkaWorker, total: int) -> float:
+    """Turn a worker's loop until it has processed ``total`` records; events/s from the start of the turn
+    that brought the first of them to the commit of the last."""
     done = 0
     started = None
     while done < total:
-        result = worker.runner.step()
+        turn_started = time.perf_counter()
+        result = worker.turn()
         if result is None:
             continue
         if started is None:
-            started = time.perf_counter()
+            started = turn_started
         done += result.events + result.invalid
-    elapsed = time.perf_counter() - (started or time.perf_counter())
-    worker.close()
-    return total / elapsed
+    return total / (time.perf_counter() - (started or time.perf_counter()))
+
+
+def _warden_rate(config: WardenConfig, total: int) -> float:
+    """One `warden run` worker, in-process, running its own loop turns."""
+    from streams.worker import KafkaWorker
+
+    worker = KafkaWorker(config, f"bench-{uuid.uuid4().hex[:6]}")
+    try:
+        return _drain(worker, total)
+    finally:
+        worker.close()
 
 
 QUIX_APP = r'''
@@ -246,75 +260,169 @@ def bench_kafka(workdir: Path, accounts: int, hours: float) -> list[Row]:
 # --------------------------------------------------------------------------- latency
 
 
-def bench_latency(workdir: Path, max_rate: float, seconds: float = 30.0) -> list[Row]:
-    """p50/p99 from event to committed action at half the measured maximum rate.
+LATENCY_ACCOUNTS = 10_000
+"""The steady population. Each account has one or two keys and one /24 and at a few thousand events/s
+makes a few dozen calls a minute, so nothing in it is abuse: a replay of this workload finds only the hits."""
+LATENCY_NETWORKS = 3_000
+HIT_EVERY = 100
+"""One event in this many is a clear minor-safety hit on a fresh account; each yields an action at once
+(a first clear hit is acted on without history), and those actions are the ones measured."""
+PROMPT_SHARE = 0.2
+THROUGHPUT_RATE = 4_000
+"""Events per second of event time in the throughput phase, near the rate the measured phase sends at
+(whose events carry the wall clock), so subjects see similar per-minute counts in both phases."""
+PUBLIC_FIRST_OCTETS = (23, 31, 45, 62, 77, 81, 89, 91, 103, 109, 141, 151, 176, 185, 188, 195, 203, 212)
 
-    Events carry the wall clock as event time; 5% of them are clear minor-safety hits on fresh
-    accounts, each of which yields an action at once, so every such action's latency is
-    (read-committed arrival − event time).
-    """
-    from kafka import KafkaConsumer, KafkaProducer
 
-    from streams.kafka_io import ensure_topics
-    from streams.worker import KafkaWorker
+class LatencyWorkload:
+    """The latency benchmark's events: the steady population, 20% of calls with prompts (the hits included),
+    and every ``HIT_EVERY``-th event a clear minor-safety hit on an account never seen before."""
 
-    rate = max_rate / 2
-    suffix = uuid.uuid4().hex[:6]
-    config = _kafka_config(suffix)
-    ensure_topics(config.kafka)
-    worker = KafkaWorker(config, f"lat-{suffix}")
-    stop = threading.Event()
+    def __init__(self, population: str, phase: str, seed: int) -> None:
+        self.population = population
+        self.phase = phase
+        self.rng = random.Random(seed)
+        self.count = 0
+        # The hits carry prompts too, so the population's share is a little lower for 20% overall.
+        self.population_prompt_share = (PROMPT_SHARE * HIT_EVERY - 1) / (HIT_EVERY - 1)
 
-    def work() -> None:
-        while not stop.is_set():
-            worker.runner.step()
+    @staticmethod
+    def address(network: int, host: int) -> str:
+        first = PUBLIC_FIRST_OCTETS[network % len(PUBLIC_FIRST_OCTETS)]
+        return f"{first}.{network // len(PUBLIC_FIRST_OCTETS) % 256}.{network * 13 % 256}.{host}"
 
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    time.sleep(5)  # join the group
+    def is_hit(self, account_id: str) -> bool:
+        return account_id.startswith(f"fresh-{self.phase}-")
+
+    def next(self, ts_ms: int) -> tuple[bytes, bytes]:
+        """(key, value) of the next event, with event time ``ts_ms``."""
+        rng, index = self.rng, self.count
+        self.count += 1
+        event: dict[str, Any] = {"event_id": f"lat-{self.phase}-{index}", "ts": ts_ms, "status": 200,
+                                 "user_agent": "warden-sdk-python/1.4.2"}
+        if index % HIT_EVERY == HIT_EVERY - 1:
+            account = f"fresh-{self.phase}-{index}"
+            prompt = MINOR_SAFETY_TEST_PROMPTS[index // HIT_EVERY % len(MINOR_SAFETY_TEST_PROMPTS)]
+            event |= {"account_id": account, "api_key_id": f"{account}-key", "method": "POST",
+                      "ip": self.address(rng.randrange(LATENCY_NETWORKS), 7),
+                      "endpoint": "/v1/videos/text2video", "credits": 5, "prompt": prompt}
+        else:
+            number = rng.randrange(LATENCY_ACCOUNTS)
+            account = f"acct-{self.population}-{number}"
+            event |= {"account_id": account, "api_key_id": f"{account}-k{rng.randrange(1 + number % 2)}",
+                      "ip": self.address(number % LATENCY_NETWORKS, 10 + rng.randrange(3))}
+            if rng.random() < self.population_prompt_share:
+                prompt = f"{rng.choice(_SUBJECTS)} {rng.choice(_SETTINGS)}, {rng.choice(_STYLES)}"
+                event |= {"method": "POST", "endpoint": "/v1/videos/text2video", "credits": 5, "prompt": prompt,
+                          "resource_id": f"vid_{index}"}
+            else:
+                event |= {"method": "GET", "endpoint": "/v1/videos/{id}", "credits": 0,
+                          "resource_id": f"vid_{index - rng.randrange(1, 500)}"}
+        return account.encode(), orjson.dumps(event)
+
+
+def _send_and_read(topics: dict[str, str], population: str, rate: float, seconds: float, conn: Any) -> None:
+    """The measured phase, in its own process so that sending and reading do not take the worker's GIL:
+    send at ``rate`` with event time = the wall clock at send, and time each hit's committed action."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    workload = LatencyWorkload(population, "measured", seed=2)
+    reader = KafkaConsumer(bootstrap_servers=BOOTSTRAP, isolation_level="read_committed", enable_auto_commit=False)
+    partitions = [TopicPartition(topics["actions"], p) for p in sorted(reader.partitions_for_topic(topics["actions"]))]
+    reader.assign(partitions)
+    reader.seek_to_end(*partitions)
+    for tp in partitions:
+        reader.position(tp)
     latencies: list[float] = []
-    reader = KafkaConsumer(config.kafka.topics.actions, bootstrap_servers=BOOTSTRAP, isolation_level="read_committed",
-                           auto_offset_reset="latest", group_id=f"lat-reader-{suffix}")
-    reader.poll(timeout_ms=2000)
+    stop = threading.Event()
 
     def read() -> None:
         while not stop.is_set():
-            for records in reader.poll(timeout_ms=200).values():
+            for records in reader.poll(timeout_ms=50).values():
                 arrived = time.time()
                 for record in records:
                     action = orjson.loads(record.value)
-                    sent = datetime.fromisoformat(action["ts"].replace("Z", "+00:00")).timestamp()
-                    latencies.append(arrived - sent)
+                    if workload.is_hit(action["account_id"]):
+                        sent = datetime.fromisoformat(action["ts"].replace("Z", "+00:00")).timestamp()
+                        latencies.append(arrived - sent)
 
     reader_thread = threading.Thread(target=read, daemon=True)
     reader_thread.start()
     producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5, acks=1)
     started = time.perf_counter()
-    sent = 0
     while time.perf_counter() - started < seconds:
         due = int((time.perf_counter() - started) * rate)
-        while sent < due:
-            account = f"lat-{sent}"
-            event = {"event_id": f"lat-{suffix}-{sent}", "ts": int(time.time() * 1000), "account_id": account,
-                     "api_key_id": f"k-{sent % 997}", "ip": f"10.{sent % 200}.{sent % 250}.1",
-                     "endpoint": "/v1/videos/text2video", "method": "POST", "status": 200, "credits": 5,
-                     "user_agent": "warden-sdk-python/1.4.2",
-                     "prompt": "nude image of a child" if sent % 20 == 0 else ("a red fox" if sent % 5 == 0 else None)}
-            producer.send(config.kafka.topics.telemetry, value=orjson.dumps(event), key=account.encode())
-            sent += 1
+        while workload.count < due:
+            key, value = workload.next(int(time.time() * 1000))
+            producer.send(topics["telemetry"], value=value, key=key)
         time.sleep(0.001)
     producer.flush()
-    time.sleep(3)
+    producer.close()
+    time.sleep(5)  # the last actions' commit
     stop.set()
-    thread.join(10)
     reader_thread.join(10)
-    worker.close()
     reader.close()
-    if not latencies:
-        return [Row("latency event → action", float("nan"), "ms", target="p99 ≤ 250 ms")]
+    conn.send({"latencies": latencies, "hits": workload.count // HIT_EVERY, "events": workload.count})
+
+
+def bench_latency(seconds: float = 30.0, throughput_events: int = 60_000) -> list[Row]:
+    """p50/p99 from event to committed action at half the maximum rate of the same workload on the same worker.
+
+    First the worker's maximum rate on this workload: a warm-up of twice the population (so every subject
+    exists and address lookups are cached), then ``throughput_events`` produced ahead and timed. Then
+    another process sends at half that rate, event time = wall clock at send, and reads the actions
+    committed (read_committed); the latency of each fresh account's hit is its action's arrival minus
+    the hit's send time.
+    """
+    from streams.kafka_io import ensure_topics
+    from streams.worker import KafkaWorker
+
+    suffix = uuid.uuid4().hex[:6]
+    config = _kafka_config(suffix)
+    ensure_topics(config.kafka)
+    workload = LatencyWorkload(suffix, "throughput", seed=1)
+    warmup = 2 * LATENCY_ACCOUNTS
+    first_ms = int(time.time() * 1000) - (warmup + throughput_events) * 1000 // THROUGHPUT_RATE
+
+    def produce(count: int) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=50, batch_size=1 << 20, acks=1)
+        for _ in range(count):
+            key, value = workload.next(first_ms + workload.count * 1000 // THROUGHPUT_RATE)
+            producer.send(config.kafka.topics.telemetry, value=value, key=key)
+        producer.flush()
+        producer.close()
+
+    worker = KafkaWorker(config, f"lat-{suffix}")
+    try:
+        produce(warmup)
+        _drain(worker, warmup)
+        produce(throughput_events)
+        max_rate = _drain(worker, throughput_events)
+        rate = max_rate / 2
+        spawn = multiprocessing.get_context("spawn")  # not fork: the worker's client threads must stay here
+        receiving, sending = spawn.Pipe(duplex=False)
+        topics = {"telemetry": config.kafka.topics.telemetry, "actions": config.kafka.topics.actions}
+        load = spawn.Process(
+            target=_send_and_read, args=(topics, suffix, rate, seconds, sending), daemon=True)
+        load.start()
+        while load.is_alive() and not receiving.poll():
+            worker.turn()
+        if not receiving.poll():
+            raise RuntimeError(f"the load process exited with {load.exitcode} before reporting")
+        measured = receiving.recv()
+        load.join(10)
+    finally:
+        worker.close()
+    latencies = measured["latencies"]
+    extra = {"max_rate_events_s": max_rate, "rate_events_s": rate, "events_sent": measured["events"],
+             "hits_sent": measured["hits"], "actions_timed": len(latencies)}
+    if len(latencies) < 2:
+        return [Row("latency event → committed action, p99", float("nan"), "ms", target="≤ 250 ms", extra=extra)]
     quantiles = statistics.quantiles(latencies, n=100)
     return [Row("latency event → committed action, p99", quantiles[98] * 1000, "ms", target="≤ 250 ms",
-                extra={"rate_events_s": rate, "p50_ms": quantiles[49] * 1000, "actions": len(latencies)})]
+                extra={**extra, "p50_ms": quantiles[49] * 1000})]
 
 
 # --------------------------------------------------------------------------- memory
@@ -407,9 +515,7 @@ def main() -> None:
                 if "kafka" in wanted:
                     rows += bench_kafka(workdir, args.accounts, args.hours)
                 if "latency" in wanted:
-                    kafka_rows = [row for row in rows if row.measurement.startswith("kafka: one")]
-                    max_rate = kafka_rows[0].value if kafka_rows else 20_000.0
-                    rows += bench_latency(workdir, max_rate)
+                    rows += bench_latency()
             finally:
                 _broker("stop")
         if "state" in wanted:

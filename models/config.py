@@ -421,8 +421,10 @@ class KafkaConfig(_Section):
     fetch_max_bytes: int = Field(default=52_428_800, ge=1024)
     max_partition_fetch_bytes: int = Field(default=4_194_304, ge=1024)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
-    linger_ms: int = Field(default=5, ge=0)
-    batch_size: int = Field(default=262_144, ge=1024, description="Producer batch bytes")
+    linger_ms: int = Field(
+        default=50, ge=0, description="Producer wait to fill a request; a commit sends what is waiting at once"
+    )
+    batch_size: int = Field(default=1_048_576, ge=1024, description="Producer batch bytes")
     max_record_bytes: int = Field(default=2_097_152, ge=1024, description="Largest record Warden produces (DLQ)")
     security: KafkaSecurityConfig = KafkaSecurityConfig()
 
@@ -436,7 +438,10 @@ class ServerConfig(_Section):
 
 
 class PipelineConfig(_Section):
-    batch_size: int = Field(default=2000, ge=1, le=100_000, description="Records per batch / commit point")
+    batch_size: int = Field(
+        default=10_000, ge=1, le=100_000,
+        description="Most records per batch / commit point; a worker that keeps up takes what has arrived",
+    )
 
 
 class WardenConfig(_Section):

@@ -20,6 +20,7 @@ from models.config import WardenConfig
 from streams import metrics
 from streams.health import serve
 from streams.kafka_io import KafkaSink, KafkaSource, ensure_topics, read_changelog
+from streams.pipeline import BatchResult
 from streams.reload import reload_config
 from streams.reversals import ReversalFeed
 from streams.runner import Runner
@@ -81,20 +82,26 @@ class KafkaWorker:
         log.info("warden run: instance %s, /metrics and /healthz on port %d", self.instance_id, server.server_port)
         try:
             while not self.stopping.is_set():
-                self.last_turn = time.monotonic()
-                self.between_batches()
-                try:
-                    self.runner.step()
-                except ProducerFencedError:
-                    log.error("fenced: another worker took over instance id %s; stopping", self.instance_id)
-                    raise
-                except KafkaError as error:
-                    log.warning("batch aborted (%s); rewinding to committed offsets", error)
-                    self.recover()
-                metrics.record_consumer_lag(self.source.lags())
+                self.turn()
         finally:
             server.shutdown()
             self.close()
+
+    def turn(self) -> BatchResult | None:
+        """One loop turn: config reload and reversals, then one batch (None when nothing came)."""
+        self.last_turn = time.monotonic()
+        self.between_batches()
+        result = None
+        try:
+            result = self.runner.step()
+        except ProducerFencedError:
+            log.error("fenced: another worker took over instance id %s; stopping", self.instance_id)
+            raise
+        except KafkaError as error:
+            log.warning("batch aborted (%s); rewinding to committed offsets", error)
+            self.recover()
+        metrics.record_consumer_lag(self.source.lags())
+        return result
 
     # Enforcement inputs other than telemetry: config reload and reviewers' reversals, applied between batches.
 

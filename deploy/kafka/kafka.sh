@@ -221,10 +221,11 @@ cmd_start() {
   log_offset="$(file_size "$LOG_DIR/server.log")"
 
   printf '\n===== start %s =====\n' "$(date '+%F %T')" >> "$OUT_LOG"
+  # 9>&-: the broker must not inherit the start lock, or every later `start` waits for it to exit.
   nohup "$JAVA_BIN" "${heap[@]}" \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     "${common[@]}" \
-    -cp "$cp" kafka.Kafka "$PROPS" >> "$OUT_LOG" 2>&1 < /dev/null &
+    -cp "$cp" kafka.Kafka "$PROPS" >> "$OUT_LOG" 2>&1 < /dev/null 9>&- &
   pid=$!
   printf '%s\n' "$pid" > "$PID_FILE"
 

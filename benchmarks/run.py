@@ -24,7 +24,7 @@ import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,10 +85,17 @@ def current_rss_mb() -> float:
 # --------------------------------------------------------------------------- embedded
 
 
-def bench_embedded(workdir: Path, accounts: int, hours: float) -> list[Row]:
-    """`warden replay` with every detector and the policy, against decoding the same file alone."""
-    events = workdir / "embedded.jsonl"
+def best_rate(work: Callable[[], int], repeats: int) -> float:
+    """The best of ``repeats`` runs: on a shared machine, the least disturbed run is the truest figure."""
+    return max(timed_rate(work) for _ in range(repeats))
+
+
+def bench_embedded(workdir: Path, accounts: int, hours: float, repeats: int = 3) -> list[Row]:
+    """`warden replay` with every detector and the policy, against decoding the same file alone; then the same
+    replay with every prompt distinct, so that the minor-safety score cache never hits."""
+    events, distinct = workdir / "embedded.jsonl", workdir / "embedded-distinct.jsonl"
     count = write_workload(events, accounts=accounts, hours=hours)
+    write_workload(distinct, accounts=accounts, hours=hours, distinct_prompts=True)
 
     def decode_only() -> int:
         source = JsonlFileSource(events)
@@ -100,18 +107,20 @@ def bench_embedded(workdir: Path, accounts: int, hours: float) -> list[Row]:
         source.close()
         return decoded
 
-    def full_replay() -> int:
+    def full_replay(path: Path) -> Callable[[], int]:
         kept = (Channel.ACTIONS, Channel.FINDINGS, Channel.DEAD_LETTERS)
         outputs: dict[Channel, Path] = {channel: workdir / f"out-{channel.value}.jsonl" for channel in kept}
-        summary = replay_file(WardenConfig(), events, outputs)
-        return summary.records
+        return lambda: replay_file(WardenConfig(), path, outputs).records
 
-    decode_only()  # warm the page cache and imports
-    baseline = timed_rate(decode_only)
-    rate = timed_rate(full_replay)
-    return [Row("embedded replay, all detectors + policy, 20% prompts", rate, "events/s",
-                "decode only (JsonlFileSource + TelemetryEvent)", baseline, "≥ 100,000 events/s",
-                {"events": count})]
+    baseline = best_rate(decode_only, repeats)
+    rate = best_rate(full_replay(events), repeats)
+    distinct_rate = best_rate(full_replay(distinct), repeats)
+    return [
+        Row("embedded replay, all detectors + policy, 20% prompts", rate, "events/s",
+            "decode only (JsonlFileSource + TelemetryEvent)", baseline, "≥ 100,000 events/s", {"events": count}),
+        Row("embedded replay, every prompt distinct (no score-cache hits)", distinct_rate, "events/s",
+            "decode only (JsonlFileSource + TelemetryEvent)", baseline, "≥ 100,000 events/s"),
+    ]
 
 
 # --------------------------------------------------------------------------- kafka
@@ -428,28 +437,33 @@ def bench_latency(seconds: float = 30.0, throughput_events: int = 60_000) -> lis
 # --------------------------------------------------------------------------- memory
 
 
-def _subject_events(count: int, start: int = 0, rounds: int = 1) -> list[TelemetryEvent]:
-    """``rounds`` events for each of ``count`` distinct accounts, keys and IPs, 20 s apart per subject."""
-    return [TelemetryEvent.model_validate({
-        "event_id": f"m-{index}-{turn}", "ts": 1767571200000 + turn * 20_000 + index, "account_id": f"acct-{index}",
-        "api_key_id": f"key-{index}", "ip": f"{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}.9",
-        "endpoint": "/v1/videos/{id}", "method": "GET", "status": 200, "credits": 0,
-        "user_agent": "python-requests/2.32.3", "resource_id": f"vid_{index}",
-        "prompt": "sexy teen" if index % 5 == 0 else None,
-    }) for turn in range(rounds) for index in range(start, start + count)]
+def _subject_events(count: int, start: int = 0, rounds: int = 1) -> Iterator[TelemetryEvent]:
+    """``rounds`` events for each of ``count`` distinct accounts, keys and IPs, 20 s apart per subject; made
+    one at a time, as a stream delivers them, so no list of events (or their cached fields) is measured."""
+    for turn in range(rounds):
+        for index in range(start, start + count):
+            yield TelemetryEvent.model_validate({
+                "event_id": f"m-{index}-{turn}", "ts": 1767571200000 + turn * 20_000 + index,
+                "account_id": f"acct-{index}", "api_key_id": f"key-{index}",
+                "ip": f"{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}.9",
+                "endpoint": "/v1/videos/{id}", "method": "GET", "status": 200, "credits": 0,
+                "user_agent": "python-requests/2.32.3", "resource_id": f"vid_{index}",
+                "prompt": "sexy teen" if index % 5 == 0 else None,
+            })
 
 
 def bench_state(subjects: int = 5_000, rounds: int = 60) -> list[Row]:
-    """Bytes of detector state per active subject (tracemalloc), each subject with 20 minutes of calls."""
-    config = WardenConfig()
-    events = _subject_events(subjects, rounds=rounds)
+    """Bytes of detector state per active subject (tracemalloc), each subject with 20 minutes of calls. The
+    detectors are built (modules imported, the prompt model loaded) before the first snapshot: only what
+    the subjects add is counted."""
+    detectors = build_detectors(WardenConfig())
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    detectors = build_detectors(config)
-    for event in events:
+    for event in _subject_events(subjects, rounds=rounds):
         for detector in detectors:
             detector.observe(event)
+    del event
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
@@ -457,26 +471,32 @@ def bench_state(subjects: int = 5_000, rounds: int = 60) -> list[Row]:
     held = sum(detector.subject_count() for detector in detectors)
     snapshot_bytes = sum(len(orjson.dumps(detector.snapshot())) for detector in detectors)
     return [Row("state per active subject (in memory)", grown / held, "bytes", target="≤ 1,024 bytes",
-                extra={"subjects_held": held, "json_bytes_per_subject": snapshot_bytes / held})]
+                extra={"subjects_held": held, "per_account": grown / subjects,
+                       "json_bytes_per_subject": snapshot_bytes / held})]
 
 
 def bench_rss(total: int = 1_000_000, cap: int = 100_000) -> list[Row]:
-    """RSS while 1M distinct keys, accounts and IPs arrive, with ``max_subjects`` as the cap."""
+    """RSS while 1M distinct keys, accounts and IPs arrive, with ``max_subjects`` as the cap of every store."""
     config = WardenConfig.model_validate({"state": {"max_subjects": cap}})
     detectors = build_detectors(config)
     baseline = current_rss_mb()
     peak = baseline
     chunk = 50_000
+    by_arrivals: dict[str, float] = {}
     for start in range(0, total, chunk):
         for event in _subject_events(chunk, start):
             for detector in detectors:
                 detector.observe(event)
         peak = max(peak, current_rss_mb())
-    held = max(store_count for store_count in (detector.subject_count() for detector in detectors))
-    budget = baseline + len(detectors) * cap * 1024 / 1024 / 1024
+        if (start + chunk) % 250_000 == 0:
+            by_arrivals[f"{start + chunk:,}"] = round(current_rss_mb())
+    stores = sum(len(detector.stores()) for detector in detectors)
+    held = sum(detector.subject_count() for detector in detectors)
+    budget = baseline + stores * cap * 1024 / 1024 / 1024
     return [Row("RSS while 1M distinct subjects arrive", peak, "MiB", "RSS before", baseline,
-                f"under the cap: {budget:.0f} MiB (baseline + detectors × max_subjects × 1 KB)",
-                {"max_subjects": cap, "largest_store": held, "within_cap": peak <= budget})]
+                f"under the cap: {budget:.0f} MiB (baseline + stores × max_subjects × 1 KB)",
+                {"max_subjects": cap, "stores": stores, "subjects_held": held, "rss_mib_after": by_arrivals,
+                 "within_cap": peak <= budget})]
 
 
 # --------------------------------------------------------------------------- main

@@ -50,12 +50,6 @@ class Detector(ABC):
         for name, store in self.stores().items():
             store.restore(snapshot.get(name, {}))
 
-    def drain_changes(self) -> dict[str, dict[str, dict[str, Any] | None]]:
-        return {name: store.drain_changes() for name, store in self.stores().items()}
-
-    def apply_change(self, store: str, subject: str, data: dict[str, Any] | None) -> None:
-        self.stores()[store].apply_change(subject, data)
-
     def finding(
         self,
         event: TelemetryEvent,

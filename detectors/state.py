@@ -85,14 +85,15 @@ class SubjectStore(Generic[S]):
         self._states = OrderedDict((subject, self._loader(data)) for subject, data in snapshot.items())
         self._dirty.clear()
 
-    def drain_changes(self) -> dict[str, dict[str, Any] | None]:
-        """States changed since the last drain (``None`` = deleted): one batch's changelog records."""
-        changes: dict[str, dict[str, Any] | None] = {}
-        for subject in sorted(self._dirty):
-            state = self._states.get(subject)
-            changes[subject] = None if state is None else state.dump()
-        self._dirty.clear()
-        return changes
+    def drain_dirty(self) -> set[str]:
+        """Subjects changed (or gone) since the last drain: what one batch's changelog must carry."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def dump_of(self, subject: str) -> dict[str, Any] | None:
+        """The subject's state as JSON-able data, or None when the store does not hold it."""
+        state = self._states.get(subject)
+        return None if state is None else state.dump()
 
     def apply_change(self, subject: str, data: dict[str, Any] | None) -> None:
         """Replay one changelog record (restore after a rebalance or crash)."""

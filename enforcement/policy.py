@@ -227,12 +227,6 @@ class EnforcementPolicy:
     def expire(self, watermark_ms: int) -> int:
         return sum(store.expire(watermark_ms) for store in self.stores().values())
 
-    def drain_changes(self) -> dict[str, dict[str, dict[str, Any] | None]]:
-        return {name: store.drain_changes() for name, store in self.stores().items()}
-
-    def apply_change(self, store: str, subject: str, data: dict[str, Any] | None) -> None:
-        self.stores()[store].apply_change(subject, data)
-
     def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {name: store.snapshot() for name, store in self.stores().items()}
 

@@ -76,9 +76,9 @@ def test_changelog_changes_rebuild_the_same_state(name: str, small_events: list[
     replica = build(name)
     for start in range(0, len(small_events), 997):
         run(source, small_events[start : start + 997])
-        for store_name, changes in source.drain_changes().items():
-            for subject, data in changes.items():
-                replica.apply_change(store_name, subject, json.loads(json.dumps(data)))
+        for store_name, store in source.stores().items():
+            for subject in store.drain_dirty():
+                replica.stores()[store_name].apply_change(subject, json.loads(json.dumps(store.dump_of(subject))))
     assert replica.snapshot() == source.snapshot()
 
 

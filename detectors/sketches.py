@@ -156,26 +156,24 @@ class SlidingDistinct:
         return HyperLogLog(self.precision, union).count()
 
     def dump(self) -> dict[str, Any]:
+        """Pane starts and all registers in one base64 string, in pane order: this rides in every changelog
+        record of a key or account, so it is one encoding call, not one per pane."""
         m = 1 << self.precision
-        panes = sorted((start, k) for k, start in enumerate(self.starts))
+        order = sorted(range(len(self.starts)), key=self.starts.__getitem__)
+        registers = self.registers if order == list(range(len(order))) else bytearray().join(
+            self.registers[k * m : (k + 1) * m] for k in order
+        )
         return {
             "precision": self.precision,
             "pane_ms": self.pane_ms,
             "panes": self.panes,
-            "sketches": {
-                str(start): base64.b64encode(bytes(self.registers[k * m : (k + 1) * m])).decode("ascii")
-                for start, k in panes
-            },
+            "starts": [self.starts[k] for k in order],
+            "registers": base64.b64encode(registers).decode("ascii"),
         }
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> SlidingDistinct:
-        m = 1 << data["precision"]
-        starts, registers = array("q"), bytearray()
-        for start, encoded in data["sketches"].items():
-            pane = base64.b64decode(encoded)
-            if len(pane) != m:
-                raise ValueError("cannot merge sketches of different precision")
-            starts.append(int(start))
-            registers += pane
-        return cls(data["precision"], data["pane_ms"], data["panes"], starts, registers)
+        registers = bytearray(base64.b64decode(data["registers"]))
+        if len(registers) != len(data["starts"]) << data["precision"]:
+            raise ValueError("sketch registers do not match their panes and precision")
+        return cls(data["precision"], data["pane_ms"], data["panes"], array("q", data["starts"]), registers)

@@ -68,8 +68,16 @@ def word_forms(plain: str) -> list[str]:
     """The forms lexicon words are matched in: as written, with leetspeak read both ways, and with
     stretched letters ("nuuude", "sexxxy") squeezed to two and to one."""
     forms = [plain]
+    rejoined = None  # most prompts have no leetspeak character: both readings are the plain form, joined again
     for table in (_LEET_I, _LEET_L):
-        forms.append(_joined(plain.translate(table)))
+        leet = plain.translate(table)
+        if leet != plain:
+            forms.append(_joined(leet))
+            continue
+        if rejoined is None:
+            rejoined = _joined(plain)
+        forms.append(rejoined)
+    forms = list(dict.fromkeys(forms))
     squeezed = [_STRETCHED.sub(r"\1\1", form) for form in forms] + [_STRETCHED.sub(r"\1", form) for form in forms]
     return list(dict.fromkeys(forms + squeezed))
 

@@ -10,6 +10,7 @@ itself.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,10 +55,13 @@ class PromptScore:
     model_probability: float
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def _stated_minor_age(plain: str) -> bool:
     if WORD_AGE.search(plain):
         return True
-    if not any(ch.isdigit() for ch in plain):  # most prompts: skip the digit patterns
+    if _DIGIT.search(plain) is None:  # most prompts: skip the age patterns, which all read digits
         return False
     ages = (int(match.group(1)) for pattern in AGE_PATTERNS for match in pattern.finditer(plain))
     return any(0 < age < 18 for age in ages)

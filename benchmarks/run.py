@@ -269,9 +269,11 @@ def bench_kafka(workdir: Path, accounts: int, hours: float) -> list[Row]:
 # --------------------------------------------------------------------------- latency
 
 
-LATENCY_ACCOUNTS = 10_000
-"""The steady population. Each account has one or two keys and one /24 and at a few thousand events/s
-makes a few dozen calls a minute, so nothing in it is abuse: a replay of this workload finds only the hits."""
+LATENCY_POPULATIONS = (300, 10_000)
+"""The steady populations measured: the throughput workload's scale, and a large one. Each account has one or
+two keys and one /24 and at a few thousand events/s makes a few calls a minute (a few hundred in the small
+one), so nothing in it is abuse: a replay of this workload finds only the hits. The larger the population,
+the more distinct subjects a batch touches, and each one costs a state changelog record."""
 LATENCY_NETWORKS = 3_000
 HIT_EVERY = 100
 """One event in this many is a clear minor-safety hit on a fresh account; each yields an action at once
@@ -287,8 +289,9 @@ class LatencyWorkload:
     """The latency benchmark's events: the steady population, 20% of calls with prompts (the hits included),
     and every ``HIT_EVERY``-th event a clear minor-safety hit on an account never seen before."""
 
-    def __init__(self, population: str, phase: str, seed: int) -> None:
+    def __init__(self, population: str, phase: str, seed: int, accounts: int) -> None:
         self.population = population
+        self.accounts = accounts
         self.phase = phase
         self.rng = random.Random(seed)
         self.count = 0
@@ -316,7 +319,7 @@ class LatencyWorkload:
                       "ip": self.address(rng.randrange(LATENCY_NETWORKS), 7),
                       "endpoint": "/v1/videos/text2video", "credits": 5, "prompt": prompt}
         else:
-            number = rng.randrange(LATENCY_ACCOUNTS)
+            number = rng.randrange(self.accounts)
             account = f"acct-{self.population}-{number}"
             event |= {"account_id": account, "api_key_id": f"{account}-k{rng.randrange(1 + number % 2)}",
                       "ip": self.address(number % LATENCY_NETWORKS, 10 + rng.randrange(3))}
@@ -330,12 +333,14 @@ class LatencyWorkload:
         return account.encode(), orjson.dumps(event)
 
 
-def _send_and_read(topics: dict[str, str], population: str, rate: float, seconds: float, conn: Any) -> None:
+def _send_and_read(
+    topics: dict[str, str], population: str, accounts: int, rate: float, seconds: float, conn: Any
+) -> None:
     """The measured phase, in its own process so that sending and reading do not take the worker's GIL:
     send at ``rate`` with event time = the wall clock at send, and time each hit's committed action."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    workload = LatencyWorkload(population, "measured", seed=2)
+    workload = LatencyWorkload(population, "measured", seed=2, accounts=accounts)
     reader = KafkaConsumer(bootstrap_servers=BOOTSTRAP, isolation_level="read_committed", enable_auto_commit=False)
     partitions = [TopicPartition(topics["actions"], p) for p in sorted(reader.partitions_for_topic(topics["actions"]))]
     reader.assign(partitions)
@@ -374,7 +379,7 @@ def _send_and_read(topics: dict[str, str], population: str, rate: float, seconds
     conn.send({"latencies": latencies, "hits": workload.count // HIT_EVERY, "events": workload.count})
 
 
-def bench_latency(seconds: float = 30.0, throughput_events: int = 60_000) -> list[Row]:
+def bench_latency(accounts: int, seconds: float = 30.0, throughput_events: int = 60_000) -> list[Row]:
     """p50/p99 from event to committed action at half the maximum rate of the same workload on the same worker.
 
     First the worker's maximum rate on this workload: a warm-up of twice the population (so every subject
@@ -389,8 +394,8 @@ def bench_latency(seconds: float = 30.0, throughput_events: int = 60_000) -> lis
     suffix = uuid.uuid4().hex[:6]
     config = _kafka_config(suffix)
     ensure_topics(config.kafka)
-    workload = LatencyWorkload(suffix, "throughput", seed=1)
-    warmup = 2 * LATENCY_ACCOUNTS
+    workload = LatencyWorkload(suffix, "throughput", seed=1, accounts=accounts)
+    warmup = 2 * accounts
     first_ms = int(time.time() * 1000) - (warmup + throughput_events) * 1000 // THROUGHPUT_RATE
 
     def produce(count: int) -> None:
@@ -414,7 +419,7 @@ def bench_latency(seconds: float = 30.0, throughput_events: int = 60_000) -> lis
         receiving, sending = spawn.Pipe(duplex=False)
         topics = {"telemetry": config.kafka.topics.telemetry, "actions": config.kafka.topics.actions}
         load = spawn.Process(
-            target=_send_and_read, args=(topics, suffix, rate, seconds, sending), daemon=True)
+            target=_send_and_read, args=(topics, suffix, accounts, rate, seconds, sending), daemon=True)
         load.start()
         while load.is_alive() and not receiving.poll():
             worker.turn()
@@ -425,12 +430,14 @@ def bench_latency(seconds: float = 30.0, throughput_events: int = 60_000) -> lis
     finally:
         worker.close()
     latencies = measured["latencies"]
-    extra = {"max_rate_events_s": max_rate, "rate_events_s": rate, "events_sent": measured["events"],
-             "hits_sent": measured["hits"], "actions_timed": len(latencies)}
+    extra = {"accounts": accounts, "max_rate_events_s": max_rate, "rate_events_s": rate,
+             "events_sent": measured["events"], "hits_sent": measured["hits"], "actions_timed": len(latencies)}
     if len(latencies) < 2:
-        return [Row("latency event → committed action, p99", float("nan"), "ms", target="≤ 250 ms", extra=extra)]
+        return [Row(f"latency event → committed action, p99, {accounts:,} accounts", float("nan"), "ms",
+                    target="≤ 250 ms", extra=extra)]
     quantiles = statistics.quantiles(latencies, n=100)
-    return [Row("latency event → committed action, p99", quantiles[98] * 1000, "ms", target="≤ 250 ms",
+    return [Row(f"latency event → committed action, p99, {accounts:,} accounts", quantiles[98] * 1000, "ms",
+                target="≤ 250 ms",
                 extra={**extra, "p50_ms": quantiles[49] * 1000})]
 
 
@@ -535,7 +542,8 @@ def main() -> None:
                 if "kafka" in wanted:
                     rows += bench_kafka(workdir, args.accounts, args.hours)
                 if "latency" in wanted:
-                    rows += bench_latency()
+                    for accounts in LATENCY_POPULATIONS:
+                        rows += bench_latency(accounts)
             finally:
                 _broker("stop")
         if "state" in wanted:

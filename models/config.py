@@ -425,6 +425,14 @@ class KafkaConfig(_Section):
         default=50, ge=0, description="Producer wait to fill a request; a commit sends what is waiting at once"
     )
     batch_size: int = Field(default=1_048_576, ge=1024, description="Producer batch bytes")
+    retry_backoff_ms: int = Field(
+        default=10,
+        ge=1,
+        description="Producer wait before a retry. Each batch's commit starts with the broker still writing the "
+        "previous transaction's markers, and it answers 'concurrent transactions' until done: kafka-python's "
+        "default 100 ms wait added ~90 ms to every batch (measured: offsets into a transaction, median "
+        "114 ms at 100, 23 ms at 10)",
+    )
     max_record_bytes: int = Field(default=2_097_152, ge=1024, description="Largest record Warden produces (DLQ)")
     security: KafkaSecurityConfig = KafkaSecurityConfig()
 

@@ -222,6 +222,7 @@ class KafkaSink(Sink):
             "client_id": f"{config.transactional_id_prefix}-{instance_id}",
             "linger_ms": config.linger_ms,
             "batch_size": config.batch_size,
+            "retry_backoff_ms": config.retry_backoff_ms,
             "max_request_size": config.max_record_bytes + 65_536,
             **config.security.client_options(),
         }

@@ -45,7 +45,7 @@ class UsageProfile:
     last_seen_ms: int
     distinct: dict[str, SlidingDistinct] = field(default_factory=dict)
     previous: list[Any] | None = None  # [country, latitude, longitude, ts_ms] of the last located use
-    switches: list[int] = field(default_factory=list)  # times of recent hops between distant countries
+    switches: tuple[int, ...] = ()  # times of recent hops between distant countries (most profiles: none)
     last_flag_ms: int | None = None
     # Not state but a shortcut, never dumped: the pane the last events fell in and the items of its last
     # few distinct events (a key's user or an account's keys often alternate). Within that pane, one of
@@ -67,7 +67,7 @@ class UsageProfile:
             data["last_seen_ms"],
             {dim: SlidingDistinct.load(sketch) for dim, sketch in data["distinct"].items()},
             None if data["previous"] is None else list(data["previous"]),
-            list(data["switches"]),
+            tuple(data["switches"]),
             data["last_flag_ms"],
         )
 
@@ -187,7 +187,7 @@ class KeySharingDetector(Detector):
             return {}
         horizon = now - cfg.concurrent_window_s * 1000
         recent = [t for t in profile.switches if t >= horizon]
-        profile.switches = [*recent[len(recent) - cfg.min_switches + 1 :], now]
+        profile.switches = (*recent[len(recent) - cfg.min_switches + 1 :], now)
         minutes = max(now - previous[3], 1) / 60_000
         speed = km / (minutes / 60)
         hop = {"from": previous[0], "to": place.country, "km": round(km), "minutes": round(minutes, 1)}

@@ -32,6 +32,9 @@ _TRAILING_NUMBER = re.compile(r"(?:^|[^A-Za-z0-9])(\d+)$")
 # Calls that make something; a key that never makes anything and only reads is a scraper's shape.
 _GENERATING_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _LIBRARY_TAG = "http-library"
+# A call's flags in ``KeyActivity.flags``.
+GENERATING, NOT_FOUND = 1, 2
+BOTH = GENERATING | NOT_FOUND
 # Distinct user agents a detector remembers the digest and class of; a busy stream shows a few dozen.
 _AGENT_CACHE_SIZE = 4096
 
@@ -69,7 +72,7 @@ def _int64s(values: list[int] | None = None) -> array[int]:
 @dataclass(slots=True)
 class KeyActivity:
     """A bounded window of one key's recent calls, kept compact: scoring counts bytes in C instead of
-    rescanning Python lists, and a call costs 10 bytes (its time and two flags) instead of ~200.
+    rescanning Python lists, and a call costs 9 bytes (its time and a byte of flags) instead of ~200.
 
     ``agent_last`` maps each user agent in the window (by digest) to the number, counted by ``calls_seen``,
     of its latest call: an agent leaves the window with that call, so no call needs to record its agent.
@@ -80,8 +83,8 @@ class KeyActivity:
 
     last_seen_ms: int
     times: array[int] = field(default_factory=_int64s)
-    generating: bytearray = field(default_factory=bytearray)
-    not_found: bytearray = field(default_factory=bytearray)
+    flags: bytearray = field(default_factory=bytearray)
+    """Per call, ``GENERATING | NOT_FOUND`` bits: one byte a call in one buffer for both."""
     calls_seen: int = 0
     agent_last: dict[str, int] = field(default_factory=dict)
     forward_steps: bytearray = field(default_factory=bytearray)
@@ -94,8 +97,7 @@ class KeyActivity:
         return {
             "last_seen_ms": self.last_seen_ms,
             "times": self.times.tolist(),
-            "generating": self.generating.hex(),
-            "not_found": self.not_found.hex(),
+            "flags": self.flags.hex(),
             "calls_seen": self.calls_seen,
             "agent_last": dict(self.agent_last),
             "forward_steps": self.forward_steps.hex(),
@@ -111,8 +113,7 @@ class KeyActivity:
             **{
                 **data,
                 "times": _int64s(data["times"]),
-                "generating": bytearray.fromhex(data["generating"]),
-                "not_found": bytearray.fromhex(data["not_found"]),
+                "flags": bytearray.fromhex(data["flags"]),
                 "agent_last": dict(data["agent_last"]),
                 "forward_steps": bytearray.fromhex(data["forward_steps"]),
             }
@@ -126,8 +127,7 @@ class KeyActivity:
         self.calls_seen += 1
         times = self.times
         times.append(now_ms)
-        self.generating.append(generating)
-        self.not_found.append(not_found)
+        self.flags.append(generating | not_found << 1)
         drop = len(times) - max_events
         if times[0] < horizon_ms:
             old = 1
@@ -135,7 +135,7 @@ class KeyActivity:
                 old += 1
             drop = max(drop, old)
         if drop > 0:
-            del times[:drop], self.generating[:drop], self.not_found[:drop]
+            del times[:drop], self.flags[:drop]
             first = self.calls_seen - len(times)
             if min(self.agent_last.values()) < first:  # an agent's calls have all left the window
                 self.agent_last = {known: last for known, last in self.agent_last.items() if last >= first}
@@ -150,12 +150,12 @@ class KeyActivity:
 
 def content_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
     """What a key's window asks for and gets: counts over the window's flags."""
-    calls = len(activity.times)
+    calls, flags = len(activity.times), activity.flags
     steps = len(activity.forward_steps) - 1
     return {
         "requests": float(calls),
-        "generation_share": activity.generating.count(1) / calls if calls else 0.0,
-        "not_found_share": activity.not_found.count(1) / calls if calls else 0.0,
+        "generation_share": (flags.count(GENERATING) + flags.count(BOTH)) / calls if calls else 0.0,
+        "not_found_share": (flags.count(NOT_FOUND) + flags.count(BOTH)) / calls if calls else 0.0,
         "forward_step_share": activity.forward_steps.count(1, 1) / steps if steps >= 2 else 0.0,
         "numbered_reads": float(len(activity.forward_steps)),
         "user_agents": float(len(activity.agent_last)),

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from detectors.state import S, SubjectStore
+from detectors.state import S, StateOwner, SubjectStore
 from models.config import DetectorConfig, StateConfig
 from models.finding import Finding, Severity, SubjectType, stable_id
 from models.telemetry import TelemetryEvent
 from models.timestamps import from_epoch_ms
 
 
-class Detector(ABC):
+class Detector(StateOwner):
     """One detector family. Knows nothing of Kafka: the same code runs in replay and in run.
 
     Subclasses declare ``name``, ``model_version`` and ``clauses`` and implement ``observe``.
@@ -29,26 +29,9 @@ class Detector(ABC):
     def observe(self, event: TelemetryEvent) -> list[Finding]:
         """Update state with one event and return the findings it completes (usually none)."""
 
-    def prepare(self, events: list[TelemetryEvent]) -> None:  # noqa: B027 - optional hook, empty by default
+    def prepare(self, events: list[TelemetryEvent]) -> None:
         """Called once per batch before ``observe``: a detector with a vectorised model scores the
         whole batch here, so ``observe`` stays per event and the output order never depends on batching."""
-
-    @abstractmethod
-    def stores(self) -> dict[str, SubjectStore[Any]]:
-        """Named state stores; everything the detector remembers lives in them."""
-
-    def subject_count(self) -> int:
-        return sum(len(store) for store in self.stores().values())
-
-    def expire(self, watermark_ms: int) -> int:
-        return sum(store.expire(watermark_ms) for store in self.stores().values())
-
-    def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
-        return {name: store.snapshot() for name, store in self.stores().items()}
-
-    def restore(self, snapshot: dict[str, dict[str, dict[str, Any]]]) -> None:
-        for name, store in self.stores().items():
-            store.restore(snapshot.get(name, {}))
 
     def finding(
         self,

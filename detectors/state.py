@@ -7,6 +7,7 @@ physically swept or not never changes a result: replay and any partitioning agre
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
@@ -101,3 +102,25 @@ class SubjectStore(Generic[S]):
             self._states.pop(subject, None)
         else:
             self._states[subject] = self._loader(data)
+
+
+class StateOwner(ABC):
+    """Anything whose memory lives in named ``SubjectStore``s (every detector, the enforcement policy): sweeps,
+    snapshots for hot reload and restores go through the stores, the same way for all of them."""
+
+    @abstractmethod
+    def stores(self) -> dict[str, SubjectStore[Any]]:
+        """Named state stores; everything the owner remembers lives in them."""
+
+    def subject_count(self) -> int:
+        return sum(len(store) for store in self.stores().values())
+
+    def expire(self, watermark_ms: int) -> int:
+        return sum(store.expire(watermark_ms) for store in self.stores().values())
+
+    def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {name: store.snapshot() for name, store in self.stores().items()}
+
+    def restore(self, snapshot: dict[str, dict[str, dict[str, Any]]]) -> None:
+        for name, store in self.stores().items():
+            store.restore(snapshot.get(name, {}))

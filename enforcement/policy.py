@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from detectors.state import SubjectStore
+from detectors.state import StateOwner, SubjectStore
 from enforcement.allowlist import Allowlist
 from models.action import ActionKind, ActionMode, ActionReason, ActionReversal, ActionScope, EnforcementAction
 from models.config import Ladder, WardenConfig
@@ -89,7 +89,7 @@ def key_figures(evidence: dict[str, Any]) -> dict[str, float | int | bool]:
     return {name: value for name, value in sorted(evidence.items()) if isinstance(value, int | float | bool)}
 
 
-class EnforcementPolicy:
+class EnforcementPolicy(StateOwner):
     """Turns findings into actions. State (what is in force, each ladder's history) is bounded and snapshot-able."""
 
     def __init__(self, config: WardenConfig) -> None:
@@ -221,15 +221,3 @@ class EnforcementPolicy:
             history.mark_reviewed(reviewed_until_ms)
             history.lifted_evidence_until_ms = max(history.lifted_evidence_until_ms or action_ms, action_ms)
             history.offences_ms = [t for t in history.offences_ms if t != action_ms]
-
-    # The store plumbing the pipeline uses for sweeps, the changelog and hot reload.
-
-    def expire(self, watermark_ms: int) -> int:
-        return sum(store.expire(watermark_ms) for store in self.stores().values())
-
-    def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
-        return {name: store.snapshot() for name, store in self.stores().items()}
-
-    def restore(self, snapshot: dict[str, dict[str, dict[str, Any]]]) -> None:
-        for name, store in self.stores().items():
-            store.restore(snapshot.get(name, {}))

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
 from detectors.base import Detector
 from detectors.registry import build_detectors
-from detectors.state import SubjectStore
+from detectors.state import StateOwner
 from enforcement.policy import EnforcementPolicy
 from models.action import ActionReversal, EnforcementAction
 from models.config import WardenConfig
@@ -52,12 +51,14 @@ class PartitionProcessor:
         self.policy = EnforcementPolicy(config)
         self.watermark_ms = 0
         self._next_sweep_ms: int | None = None
-        for store in self._all_stores():
+        # Every store, named ``owner/store`` (a detector's name or ``policy``), in a fixed order: the changelog's
+        # names. A store object stays the same for the processor's life (a restore refills it).
+        owners: list[tuple[str, StateOwner]] = [*((d.name, d) for d in self.detectors), (POLICY_STATE, self.policy)]
+        self._stores = [
+            (f"{owner}/{name}", store) for owner, holder in owners for name, store in holder.stores().items()
+        ]
+        for _, store in self._stores:
             store.track_changes = changelog
-
-    def _all_stores(self) -> list[Any]:
-        stores = [store for detector in self.detectors for store in detector.stores().values()]
-        return [*stores, *self.policy.stores().values()]
 
     def process(self, events: list[TelemetryEvent]) -> tuple[list[Finding], list[EnforcementAction]]:
         findings: list[Finding] = []
@@ -110,11 +111,6 @@ class PartitionProcessor:
     def subject_counts(self) -> dict[str, int]:
         return {detector.name: detector.subject_count() for detector in self.detectors}
 
-    def _named_stores(self) -> list[tuple[str, SubjectStore[Any]]]:
-        """Every store, named ``owner/store`` (a detector's name or ``policy``), in a fixed order."""
-        named = [(f"{d.name}/{name}", store) for d in self.detectors for name, store in d.stores().items()]
-        return named + [(f"{POLICY_STATE}/{name}", store) for name, store in self.policy.stores().items()]
-
     def state_changes(self, batch_end: int) -> list[OutputRecord]:
         """This batch's state changes: one changelog record per changed subject, keyed ``partition|subject``,
         holding the subject's state in every store that has it (``owner/store`` → state), or a tombstone
@@ -129,7 +125,7 @@ class PartitionProcessor:
         (see ``CHANGELOG_BATCH_END``).
         """
         headers = ((CHANGELOG_BATCH_END, str(batch_end).encode()),)
-        stores = self._named_stores()
+        stores = self._stores
         dirty: set[str] = set().union(*(store.drain_dirty() for _, store in stores))
         records = []
         for subject in sorted(dirty):
@@ -143,7 +139,7 @@ class PartitionProcessor:
         """Replay one changelog record written by ``state_changes``: the subject's latest state in every store."""
         subject = key.decode().split("|", 1)[1]
         states = {} if value is None else orjson.loads(value)
-        for name, store in self._named_stores():
+        for name, store in self._stores:
             store.apply_change(subject, states.get(name))
 
 

@@ -112,6 +112,7 @@ class SeasonalState:
     def __post_init__(self) -> None:
         if not self.values:
             self.values = array("f", bytes(4 * (_LANES + LANE_SIZE * self.lanes)))
+            return
         for lane, base in enumerate(range(_LANES, len(self.values), LANE_SIZE)):
             if any(self.values[base : base + LANE_SIZE]):
                 self.stirred |= 1 << lane
@@ -184,7 +185,7 @@ def _deflation(lag_product: float, z_power: float) -> float:
 class SeasonalModel:
     """The online model of one lane of a ``SeasonalState``; the state is the caller's (e.g. in a SubjectStore)."""
 
-    __slots__ = ("_base", "lane", "params", "prior", "state")
+    __slots__ = ("_base", "_learner", "params", "prior", "state")
 
     def __init__(
         self, params: SeasonalParams, state: SeasonalState | None = None, prior: Prior | None = None, lane: int = 0
@@ -194,8 +195,8 @@ class SeasonalModel:
         self.prior = prior
         if not 0 <= lane < self.state.lanes:
             raise ValueError(f"lane {lane} of a {self.state.lanes}-lane state")
-        self.lane = lane
         self._base = _LANES + LANE_SIZE * lane
+        self._learner: LaneLearner | None = None  # for a single series, made once its unit is known
 
     # --- transform -------------------------------------------------------------------------
     def _unit(self) -> float | None:
@@ -232,11 +233,6 @@ class SeasonalModel:
                 # Upward-only scoring never flags a new subject for being busier than it has yet shown.
                 expected = max(expected, prior_level)
         return expected, max(scale * _MAD_TO_SIGMA, p.min_scale)
-
-    @property
-    def n(self) -> int:
-        """Values learned so far."""
-        return self.state.n
 
     def ready(self) -> bool:
         """Whether scores mean anything yet: a prior, or enough history of its own."""
@@ -310,12 +306,14 @@ class SeasonalModel:
         """``learn_one`` each (ts_ms, value) in turn, to the same state, in one pass."""
         if self.state.lanes != 1:
             raise ValueError("the lanes of a shared state learn together (lane_learner), not one by one")
-        unit = self._unit()
-        if unit is None:
-            for ts_ms, value in points:
-                self.learn_one(ts_ms, value)
-            return
-        lane_learner(self.params, (unit,))(self.state, ((ts_ms, (value,)) for ts_ms, value in points))
+        if self._learner is None:
+            unit = self._unit()
+            if unit is None:
+                for ts_ms, value in points:
+                    self.learn_one(ts_ms, value)
+                return
+            self._learner = lane_learner(self.params, (unit,))
+        self._learner(self.state, ((ts_ms, (value,)) for ts_ms, value in points))
 
 
 LaneLearner = Callable[[SeasonalState, Iterable[tuple[int, Sequence[float]]]], None]

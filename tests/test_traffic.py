@@ -289,7 +289,7 @@ def test_lanes_learned_together_score_as_each_series_learned_alone() -> None:
     together = [SeasonalModel(model.params, shared, lane=lane) for lane, model in enumerate(alone)]
     at = 901 * 60_000
     for lane_model, model in zip(together, alone, strict=True):
-        assert lane_model.n == model.n > 0
+        assert lane_model.state.n == model.state.n > 0
         for value in (0.0, 5.0, 50.0, 500.0):
             assert lane_model.assess(at, value) == model.assess(at, value)
     restored = SeasonalState.load(json.loads(json.dumps(shared.dump())))

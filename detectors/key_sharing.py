@@ -34,8 +34,8 @@ ITEM_DIMENSIONS = (DEVICES, USER_AGENTS, NETWORKS, ASNS, COUNTRIES)
 Items = tuple[str | None, ...]
 Recent = tuple[int, tuple[Items, ...]]  # a pane, and the items of its last few distinct events (the latest first)
 _RECENT_ITEMS = 3
-_NOTHING_SEEN: tuple[tuple[str | None, ...], ...] = ((),) * len(ITEM_DIMENSIONS)
 """Distinct item tuples remembered per pane: a key's user, or an account's keys, mostly alternate among a few."""
+_NOTHING_SEEN: tuple[tuple[str | None, ...], ...] = ((),) * len(ITEM_DIMENSIONS)
 
 
 @dataclass(slots=True)
@@ -157,14 +157,13 @@ class KeySharingDetector(Detector):
         fired: dict[str, dict[str, Any]] = {}
         if site.located:
             place, previous = site.place, profile.previous
-            if previous is None or previous[0] != place.country:
-                if previous is not None and subject is SubjectType.API_KEY:
-                    fired = self._hop(profile, place, now)
-                profile.previous = [place.country, place.latitude, place.longitude, now]
-            elif previous[1] == place.latitude and previous[2] == place.longitude:
+            here = [place.country, place.latitude, place.longitude]
+            if previous is not None and previous[:3] == here:
                 previous[3] = now  # the same place again, the commonest case: only the time moves
             else:
-                profile.previous = [place.country, place.latitude, place.longitude, now]
+                if previous is not None and subject is SubjectType.API_KEY:
+                    fired = self._hop(profile, place, now)
+                profile.previous = [*here, now]
         counts = None
         if changed:
             counts = {dim: self._count(profile, dim, now) for dim in DIMENSIONS}

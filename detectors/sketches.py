@@ -160,9 +160,7 @@ class SlidingDistinct:
         record of a key or account, so it is one encoding call, not one per pane."""
         m = 1 << self.precision
         order = sorted(range(len(self.starts)), key=self.starts.__getitem__)
-        registers = self.registers if order == list(range(len(order))) else bytearray().join(
-            self.registers[k * m : (k + 1) * m] for k in order
-        )
+        registers = bytearray().join(self.registers[k * m : (k + 1) * m] for k in order)
         return {
             "precision": self.precision,
             "pane_ms": self.pane_ms,

@@ -80,6 +80,19 @@ _WEEK = _DAY + HOURS_PER_DAY
 LANE_SIZE = _WEEK + DAYS_PER_WEEK
 
 
+_UNLEARNED: array[float] = array("f")
+"""The values of every state that has learned nothing yet: one shared empty array, never written (the learner
+gives a state its own array at its first point), so a subject seen once costs no model."""
+_ZERO_SHARED = array("f", bytes(4 * _LANES))
+_ZERO_LANE = array("f", bytes(4 * LANE_SIZE))
+_READ_ZEROS = array("f", bytes(4 * (_LANES + LANE_SIZE)))
+"""What an unlearned state's slot weights and a lane that only ever learned zeros read: zeros, at ``_LANES``."""
+
+
+def _unlearned() -> array[float]:
+    return _UNLEARNED
+
+
 @dataclass(slots=True)
 class SeasonalState:
     """Everything the model remembers about ``lanes`` series learned at the same times (a subject's requests,
@@ -88,12 +101,15 @@ class SeasonalState:
     What depends only on the times learned is shared: the count ``n``, the last time, and how much data each
     hour-of-day and day-of-week slot has seen. Each lane has its level, scale, CUSUMs, autocorrelation and
     profiles. All of it lies in one array of 32-bit floats (4 bytes a number, not a 24-byte float object and
-    a pointer): the shared slot weights first, then each lane's ``LANE_SIZE`` numbers, laid out as the
-    ``_LEVEL`` … ``_WEEK`` offsets say. The arithmetic is in doubles; only what is kept is rounded to single
-    precision (7 significant digits, far finer than any count or z-score the model is judged by: going from
-    doubles left every finding, action and cloud-monitoring score as it was but one ratio's third decimal
-    in the fixed replays; ``assess`` and ``threshold`` read the same stored numbers, so they agree). A profile offset
-    is ``profile[h] − shift`` (its mean lives in the level), so re-centring a profile is O(1)."""
+    a pointer): the shared slot weights first, then the ``LANE_SIZE`` numbers of each *stirred* lane, in lane
+    order, laid out as the ``_LEVEL`` … ``_WEEK`` offsets say. A lane that has only ever learned zeros is all
+    zeros, and learning a zero leaves it all zeros exactly, so it is neither stored nor learned until its first
+    other value (most subjects' error lane, and the credits lane of a key that only reads); a state that has
+    learned nothing holds no array of its own. The arithmetic is in doubles; only what is kept is rounded to
+    single precision (7 significant digits, far finer than any count or z-score the model is judged by: going
+    from doubles left every finding, action and cloud-monitoring score as it was but one ratio's third decimal
+    in the fixed replays; ``assess`` and ``threshold`` read the same stored numbers, so they agree). A profile
+    offset is ``profile[h] − shift`` (its mean lives in the level), so re-centring a profile is O(1)."""
 
     lanes: int = 1
     n: int = 0
@@ -103,19 +119,14 @@ class SeasonalState:
     pending: tuple[tuple[int, float], ...] = ()
     """Warm-up (ts_ms, value) pairs held until a learned unit is known (a tuple: most states never hold any,
     and an empty tuple is shared where an empty list would cost 56 bytes each)."""
-    values: array[float] = field(default_factory=lambda: array("f"))
+    values: array[float] = field(default_factory=_unlearned)
+    """Empty until the first point is learned; then the slot weights and the stirred lanes."""
     stirred: int = 0
-    """A bit per lane that has learned a value other than zero (derived from ``values``, so not dumped). A lane
-    that never has is all zeros, and learning a zero leaves it all zeros exactly, so the learner skips it:
-    most subjects' error lane, and the credits lane of a key that only reads."""
+    """A bit per lane that has learned a value other than zero: the lanes ``values`` holds."""
 
-    def __post_init__(self) -> None:
-        if not self.values:
-            self.values = array("f", bytes(4 * (_LANES + LANE_SIZE * self.lanes)))
-            return
-        for lane, base in enumerate(range(_LANES, len(self.values), LANE_SIZE)):
-            if any(self.values[base : base + LANE_SIZE]):
-                self.stirred |= 1 << lane
+    def lane_offset(self, lane: int) -> int:
+        """Where a stirred lane's numbers start in ``values``: after the slot weights and the stirred lanes before."""
+        return _LANES + LANE_SIZE * (self.stirred & ((1 << lane) - 1)).bit_count()
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -124,16 +135,20 @@ class SeasonalState:
             "last_ts_ms": self.last_ts_ms,
             "unit": self.unit,
             "pending": [list(pair) for pair in self.pending],
+            "stirred": self.stirred,
             "values": self.values.tolist(),
         }
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> SeasonalState:
-        values = array("f", data["values"])
-        if len(values) != _LANES + LANE_SIZE * data["lanes"]:
-            raise ValueError(f"a seasonal state of {data['lanes']} lanes cannot hold {len(values)} values")
+        lanes, stirred = data["lanes"], data["stirred"]
+        values = array("f", data["values"]) if data["values"] else _UNLEARNED
+        if not 0 <= stirred < 1 << lanes:
+            raise ValueError(f"a seasonal state of {lanes} lanes cannot have stirred lanes {stirred:b}")
+        if (len(values) if values else _LANES) != _LANES + LANE_SIZE * stirred.bit_count():
+            raise ValueError(f"a seasonal state with stirred lanes {stirred:b} cannot hold {len(values)} values")
         pending = tuple((int(ts_ms), value) for ts_ms, value in data["pending"])
-        return cls(data["lanes"], data["n"], data["last_ts_ms"], data["unit"], pending, values)
+        return cls(lanes, data["n"], data["last_ts_ms"], data["unit"], pending, values, stirred)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +200,7 @@ def _deflation(lag_product: float, z_power: float) -> float:
 class SeasonalModel:
     """The online model of one lane of a ``SeasonalState``; the state is the caller's (e.g. in a SubjectStore)."""
 
-    __slots__ = ("_base", "_learner", "params", "prior", "state")
+    __slots__ = ("_bit", "_learner", "lane", "params", "prior", "state")
 
     def __init__(
         self, params: SeasonalParams, state: SeasonalState | None = None, prior: Prior | None = None, lane: int = 0
@@ -195,7 +210,7 @@ class SeasonalModel:
         self.prior = prior
         if not 0 <= lane < self.state.lanes:
             raise ValueError(f"lane {lane} of a {self.state.lanes}-lane state")
-        self._base = _LANES + LANE_SIZE * lane
+        self.lane, self._bit = lane, 1 << lane
         self._learner: LaneLearner | None = None  # for a single series, made once its unit is known
 
     # --- transform -------------------------------------------------------------------------
@@ -209,17 +224,26 @@ class SeasonalModel:
         return math.sinh(y) * unit
 
     # --- the model -------------------------------------------------------------------------
+    def _arrays(self) -> tuple[array[float], array[float], int]:
+        """(the array of the slot weights, the array of this lane's numbers, where they start in it)."""
+        st = self.state
+        values = st.values or _READ_ZEROS
+        if st.stirred & self._bit:
+            return values, values, st.lane_offset(self.lane)
+        return values, _READ_ZEROS, _LANES
+
     def _predict(self, ts_ms: int, unit: float) -> tuple[float, float]:
         """(expected, robust σ) in model units, the prior blended in while the history is short. Predictions
         shrink young seasonal offsets towards zero (``lane_learner`` does the same arithmetic, inlined)."""
-        st, p, v, base = self.state, self.params, self.state.values, self._base
+        st, p = self.state, self.params
+        weights, v, base = self._arrays()
         hour, weekday = _slots(ts_ms)
         day_offset = v[base + _DAY + hour] - v[base + _DAY_SHIFT]
         week_offset = v[base + _WEEK + weekday] - v[base + _WEEK_SHIFT]
         expected = (
             v[base + _LEVEL]
-            + _shrink(v[_DAY_WEIGHT + hour], p.season_shrinkage) * day_offset
-            + _shrink(v[_WEEK_WEIGHT + weekday], p.season_shrinkage) * week_offset
+            + _shrink(weights[_DAY_WEIGHT + hour], p.season_shrinkage) * day_offset
+            + _shrink(weights[_WEEK_WEIGHT + weekday], p.season_shrinkage) * week_offset
         )
         scale = v[base + _SCALE]
         if self.prior is not None and st.n < p.warmup:
@@ -243,7 +267,7 @@ class SeasonalModel:
         unit = self._unit()
         if unit is None or not self.ready():
             return Assessment(score=0.0, z=0.0, cusum_z=0.0, expected=value)
-        p, v, base = self.params, self.state.values, self._base
+        p, (_, v, base) = self.params, self._arrays()
         expected, sigma = self._predict(ts_ms, unit)
         z = (self._to_model(value, unit) - expected) / sigma
         step = z * _deflation(v[base + _LAG_PRODUCT], v[base + _Z_POWER])
@@ -263,7 +287,7 @@ class SeasonalModel:
         """Where an upward-only model starts to score ``score`` (0 < score < 1) at ``ts_ms``: the inverse of
         ``assess`` through its logistic, CUSUM step and asinh. A caller re-scoring a value that only grows
         (a filling bucket) need not call ``assess`` below ``Threshold.value``."""
-        p, v, base = self.params, self.state.values, self._base
+        p, (_, v, base) = self.params, self._arrays()
         if p.two_sided:
             raise ValueError("a two-sided model also scores values below its expectation")
         unit = self._unit()
@@ -334,13 +358,19 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
     level_alpha, season_alpha, scale_alpha = p.level_alpha, p.season_alpha, p.scale_alpha
     rho_rate = scale_alpha * AUTOCORRELATION_RATE
     lane_count = len(units)
-    lanes = tuple((1 << lane, _LANES + LANE_SIZE * lane, unit) for lane, unit in enumerate(units))
+    lanes = tuple((lane, 1 << lane, unit) for lane, unit in enumerate(units))
+    # Per set of stirred lanes, where each lane starts (an unstirred one: where it would be inserted).
+    offsets_by_stirred = [
+        tuple(_LANES + LANE_SIZE * (stirred & ((1 << lane) - 1)).bit_count() for lane in range(lane_count))
+        for stirred in range(1 << lane_count)
+    ]
 
     def learn(state: SeasonalState, points: Iterable[tuple[int, Sequence[float]]]) -> None:
         if state.lanes != lane_count:
             raise ValueError(f"a learner of {lane_count} lanes for a {state.lanes}-lane state")
         v = state.values
         n, last_ts_ms, stirred = state.n, state.last_ts_ms, state.stirred
+        offsets = offsets_by_stirred[stirred]
         for ts_ms, values in points:
             # Seasonal slots learn per unit of time, not per point, so minute and hourly series age alike.
             if last_ts_ms is None:
@@ -350,10 +380,15 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
                 spacing_h = elapsed_h if elapsed_h < 1.0 else 1.0
             last_ts_ms = ts_ms
             if n == 0:
-                for (bit, base, unit), value in zip(lanes, values, strict=True):
-                    v[base + _LEVEL] = math.asinh(value / unit)
+                if not v:
+                    v = state.values = array("f", _ZERO_SHARED)
+                for (lane, bit, unit), value in zip(lanes, values, strict=True):
                     if value:
-                        stirred |= bit
+                        if not stirred & bit:
+                            v[offsets[lane] : offsets[lane]] = _ZERO_LANE
+                            stirred |= bit
+                            offsets = offsets_by_stirred[stirred]
+                        v[offsets[lane] + _LEVEL] = math.asinh(value / unit)
                 n = 1
                 continue
             hours = ts_ms // MS_PER_HOUR
@@ -375,10 +410,14 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
             v[_WEEK_WEIGHT + weekday] = week_seen
             week_rate = 1.0 / week_seen
             week_factor = (week_rate if week_rate > season_alpha else season_alpha) * spacing_w
-            for (bit, base, unit), value in zip(lanes, values, strict=True):
-                if not value and not stirred & bit:
-                    continue
-                stirred |= bit
+            for (lane, bit, unit), value in zip(lanes, values, strict=True):
+                if not stirred & bit:
+                    if not value:
+                        continue
+                    v[offsets[lane] : offsets[lane]] = _ZERO_LANE
+                    stirred |= bit
+                    offsets = offsets_by_stirred[stirred]
+                base = offsets[lane]
                 y = math.asinh(value / unit)
                 level, scale, last_z = v[base + _LEVEL], v[base + _SCALE], v[base + _LAST_Z]
                 day_shift, week_shift = v[base + _DAY_SHIFT], v[base + _WEEK_SHIFT]

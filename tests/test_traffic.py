@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.nab_score import anomaly_windows, score_series
-from detectors.seasonal import Prior, SeasonalModel, SeasonalParams, SeasonalState, lane_learner
+from detectors.seasonal import _LANES, LANE_SIZE, Prior, SeasonalModel, SeasonalParams, SeasonalState, lane_learner
 from detectors.traffic import Signal, TrafficAnomalyDetector, model_params, series_params
 from models.config import StateConfig, TrafficAnomalyConfig
 from models.finding import Finding, SubjectType
@@ -298,16 +298,51 @@ def test_lanes_learned_together_score_as_each_series_learned_alone() -> None:
         together[0].learn_one(at, 1.0)
 
 
-def test_skipping_lanes_that_only_ever_learned_zeros_changes_nothing() -> None:
+def _every_lane(state: SeasonalState) -> list[list[float]]:
+    """The slot weights and each lane's numbers, zeros for a lane the state does not hold."""
+    values = state.values.tolist() or [0.0] * _LANES
+    return [values[:_LANES]] + [
+        values[state.lane_offset(lane) : state.lane_offset(lane) + LANE_SIZE]
+        if state.stirred >> lane & 1
+        else [0.0] * LANE_SIZE
+        for lane in range(state.lanes)
+    ]
+
+
+def test_lanes_that_only_ever_learned_zeros_are_neither_stored_nor_learned_and_that_changes_nothing() -> None:
     # A key that never errs and never spends: its error and credits lanes stay all zeros, so they are skipped.
     rng = random.Random(12)
-    learn = lane_learner(model_params(TrafficAnomalyConfig(), two_sided=False, unit=10.0), (10.0, 10.0, 10.0))
+    params = model_params(TrafficAnomalyConfig(), two_sided=False, unit=10.0)
+    learn = lane_learner(params, (10.0, 10.0, 10.0))
     points = [(minute * 60_000, (float(poisson(rng, 5.0)), 0.0, 0.0 if minute < 500 else 1.0)) for minute in range(600)]
-    skipping, learning_every_lane = SeasonalState(lanes=3), SeasonalState(lanes=3)
-    learning_every_lane.stirred = 0b111
+    skipping = SeasonalState(lanes=3)
+    # The reference holds and learns every lane from the start, zeros included.
+    learning_every_lane = SeasonalState.load(
+        {"lanes": 3, "n": 0, "last_ts_ms": None, "unit": None, "pending": [], "stirred": 0b111,
+         "values": [0.0] * (_LANES + 3 * LANE_SIZE)}
+    )
+    assert skipping.dump()["values"] == [], "a state that has learned nothing holds no numbers"
     for start in range(0, len(points), 5):
         learn(skipping, points[start : start + 5])
         learn(learning_every_lane, points[start : start + 5])
-        assert skipping.values == learning_every_lane.values
+        assert _every_lane(skipping) == _every_lane(learning_every_lane)
     assert skipping.stirred == 0b101  # the credits lane never moved; errors began at minute 500
-    assert SeasonalState.load(skipping.dump()).stirred == 0b101
+    assert len(skipping.values) == _LANES + 2 * LANE_SIZE
+    restored = SeasonalState.load(json.loads(json.dumps(skipping.dump())))
+    assert restored.stirred == 0b101 and restored.values == skipping.values
+    for lane in range(3):
+        sparse, full = SeasonalModel(params, restored, lane=lane), SeasonalModel(params, learning_every_lane, lane=lane)
+        for value in (0.0, 3.0, 30.0):
+            assert sparse.assess(600 * 60_000, value) == full.assess(600 * 60_000, value)
+
+
+def test_a_seasonal_state_refuses_numbers_that_do_not_fit_its_lanes() -> None:
+    good = {"lanes": 3, "n": 1, "last_ts_ms": 0, "unit": None, "pending": [], "stirred": 0b001,
+            "values": [0.0] * (_LANES + LANE_SIZE)}
+    assert SeasonalState.load(good).lane_offset(0) == _LANES
+    with pytest.raises(ValueError, match="cannot hold"):
+        SeasonalState.load({**good, "stirred": 0b011})
+    with pytest.raises(ValueError, match="cannot have stirred lanes"):
+        SeasonalState.load({**good, "stirred": 0b1000})
+    with pytest.raises(ValueError, match="cannot hold"):
+        SeasonalState.load({**good, "values": []})

@@ -13,7 +13,7 @@ NATs and customers' cloud servers do not look like sharing by themselves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -36,6 +36,8 @@ Recent = tuple[int, tuple[Items, ...]]  # a pane, and the items of its last few 
 _RECENT_ITEMS = 3
 """Distinct item tuples remembered per pane: a key's user, or an account's keys, mostly alternate among a few."""
 _NOTHING_SEEN: tuple[tuple[str | None, ...], ...] = ((),) * len(ITEM_DIMENSIONS)
+_KIND = {dim: kind for kind, dim in enumerate(ITEM_DIMENSIONS)}
+"""Each dimension's kind in a profile's ``SlidingDistinct``: its place in ``ITEM_DIMENSIONS``."""
 
 
 @dataclass(slots=True)
@@ -43,7 +45,8 @@ class UsageProfile:
     """One key's or account's recent spread: sketches plus the last located use and recent distant hops."""
 
     last_seen_ms: int
-    distinct: dict[str, SlidingDistinct] = field(default_factory=dict)
+    distinct: SlidingDistinct | None = None
+    """Every dimension's distinct count in one sketch (kinds in ``ITEM_DIMENSIONS`` order), made at the first item."""
     previous: list[Any] | None = None  # [country, latitude, longitude, ts_ms] of the last located use
     switches: tuple[int, ...] = ()  # times of recent hops between distant countries (most profiles: none)
     last_flag_ms: int | None = None
@@ -55,7 +58,7 @@ class UsageProfile:
     def dump(self) -> dict[str, Any]:
         return {
             "last_seen_ms": self.last_seen_ms,
-            "distinct": {dim: sketch.dump() for dim, sketch in sorted(self.distinct.items())},
+            "distinct": None if self.distinct is None else self.distinct.dump(),
             "previous": None if self.previous is None else list(self.previous),
             "switches": list(self.switches),
             "last_flag_ms": self.last_flag_ms,
@@ -65,7 +68,7 @@ class UsageProfile:
     def load(cls, data: dict[str, Any]) -> UsageProfile:
         return cls(
             data["last_seen_ms"],
-            {dim: SlidingDistinct.load(sketch) for dim, sketch in data["distinct"].items()},
+            None if data["distinct"] is None else SlidingDistinct.load(data["distinct"]),
             None if data["previous"] is None else list(data["previous"]),
             tuple(data["switches"]),
             data["last_flag_ms"],
@@ -127,22 +130,23 @@ class KeySharingDetector(Detector):
         recent = profile.recent
         known = recent[1] if recent is not None and recent[0] == pane else ()
         seen = zip(*known, strict=True) if known else _NOTHING_SEEN  # per dimension, what this pane counted
-        changed, aligned = False, True
-        for dim, item, counted in zip(ITEM_DIMENSIONS, items, seen, strict=True):
+        changed, sketch = False, profile.distinct
+        for kind, (item, counted) in enumerate(zip(items, seen, strict=True)):
             if not item or item in counted:
                 continue  # counted in this pane already: it would only repeat
-            sketch = profile.distinct.get(dim)
             if sketch is None:
-                sketch = SlidingDistinct(self.config.sketch_precision, self._pane_ms, self.config.panes)
-                profile.distinct[dim] = sketch
-            changed |= sketch.add(item, now)
-            aligned &= sketch.pane_ms == self._pane_ms  # a sketch restored from another window's config
+                sketch = profile.distinct = SlidingDistinct(
+                    self.config.sketch_precision, self._pane_ms, self.config.panes, len(ITEM_DIMENSIONS)
+                )
+            changed |= sketch.add(item, now, kind)
+        # A sketch restored from another window's config has other panes: the shortcut would not hold.
+        aligned = sketch is None or sketch.pane_ms == self._pane_ms
         profile.recent = (pane, (items, *known[: _RECENT_ITEMS - 1])) if aligned else None
         return changed
 
     def _count(self, profile: UsageProfile, dim: str, now: int) -> int:
-        sketch = profile.distinct.get(dim)
-        return 0 if sketch is None else sketch.count(now)
+        sketch = profile.distinct
+        return 0 if sketch is None else sketch.count(now, _KIND[dim])
 
     def _assess(
         self, profile: UsageProfile, event: TelemetryEvent, site: Site, pane: int, items: Items, subject: SubjectType

@@ -80,35 +80,40 @@ class HyperLogLog:
 
 
 class SlidingDistinct:
-    """Distinct items over the last ``panes * pane_ms`` of event time: one sketch per pane.
+    """Distinct items of ``dimensions`` kinds (say devices, networks, countries) over the last ``panes * pane_ms``
+    of event time: one sketch per pane and kind.
 
-    A pane leaves when the window passes it, so the count forgets old items without remembering
-    any item. The panes' registers lie one after another in one buffer, in the order of
-    ``starts``: per pane that costs its registers and a start time, not an object and a buffer.
+    A pane leaves when the window passes it, so the counts forget old items without remembering any item.
+    The kinds share their panes, and all registers lie one after another in one buffer, in the order of
+    ``starts``: per pane, the first kind's ``2**precision`` registers, then the next kind's. A subject costs
+    one object, one buffer and the pane starts, not those per kind; a kind with no item in a pane keeps zero
+    registers there, which no count or union can tell from a pane it never had.
     """
 
-    __slots__ = ("pane_ms", "panes", "precision", "registers", "starts")
+    __slots__ = ("dimensions", "pane_ms", "panes", "precision", "registers", "starts")
 
     def __init__(
         self,
         precision: int,
         pane_ms: int,
         panes: int,
+        dimensions: int = 1,
         starts: array[int] | None = None,
         registers: bytearray | None = None,
     ) -> None:
         self.precision = precision
         self.pane_ms = pane_ms
         self.panes = panes
+        self.dimensions = dimensions
         self.starts = starts if starts is not None else array("q")  # machine integers, not int objects
         self.registers = registers if registers is not None else bytearray()
 
-    @property
-    def sketches(self) -> dict[int, HyperLogLog]:
-        """A copy of each pane's sketch, by the pane's start."""
+    def sketches(self, dimension: int = 0) -> dict[int, HyperLogLog]:
+        """A copy of each pane's sketch of one kind, by the pane's start."""
         m = 1 << self.precision
+        block, first = m * self.dimensions, dimension * m
         return {
-            start: HyperLogLog(self.precision, self.registers[k * m : (k + 1) * m])
+            start: HyperLogLog(self.precision, self.registers[k * block + first : k * block + first + m])
             for k, start in enumerate(self.starts)
         }
 
@@ -116,55 +121,60 @@ class SlidingDistinct:
         current = now_ms - now_ms % self.pane_ms
         oldest = current - (self.panes - 1) * self.pane_ms
         if any(start < oldest for start in self.starts):
-            m = 1 << self.precision
+            block = self.dimensions << self.precision
             kept = [k for k, start in enumerate(self.starts) if start >= oldest]
-            self.registers = bytearray().join(self.registers[k * m : (k + 1) * m] for k in kept)
+            self.registers = bytearray().join(self.registers[k * block : (k + 1) * block] for k in kept)
             self.starts = array("q", [self.starts[k] for k in kept])
 
-    def add(self, item: str, now_ms: int) -> bool:
-        """Count ``item`` now; returns whether it is (probably) new to the whole window.
+    def add(self, item: str, now_ms: int, dimension: int = 0) -> bool:
+        """Count ``item`` of kind ``dimension`` now; returns whether it is (probably) new to the whole window.
 
         An item seen in an older pane and repeated in a new one does not count as new, so a
         window merely sliding over the same users never looks like a change.
         """
         current = now_ms - now_ms % self.pane_ms
         index, rank = _position(item, self.precision)
-        m = 1 << self.precision
+        offset = (dimension << self.precision) + index
+        block = self.dimensions << self.precision
         if current in self.starts:
-            at = self.starts.index(current) * m + index
+            at = self.starts.index(current) * block + offset
             if rank <= self.registers[at]:  # a repeat within the pane, by far the commonest case
                 return False
         else:  # a new pane is the only moment an old one can have left the window
             self._trim(now_ms)
-            at = len(self.starts) * m + index
+            at = len(self.starts) * block + offset
             self.starts.append(current)
-            self.registers.extend(bytes(m))
-        seen = max(self.registers[index::m])
+            self.registers.extend(bytes(block))
+        seen = max(self.registers[offset::block])
         self.registers[at] = rank
         return rank > seen
 
-    def count(self, now_ms: int) -> int:
+    def count(self, now_ms: int, dimension: int = 0) -> int:
+        """Distinct items of kind ``dimension`` in the window that ends now."""
         self._trim(now_ms)
         if not self.starts:
             return 0
-        m, registers = 1 << self.precision, self.registers
+        m = 1 << self.precision
+        block, first = m * self.dimensions, dimension * m
+        registers = self.registers
         union = (
-            registers
+            registers[first : first + m]
             if len(self.starts) == 1
-            else bytearray(map(max, *(registers[k : k + m] for k in range(0, len(registers), m))))
+            else bytearray(map(max, *(registers[k : k + m] for k in range(first, len(registers), block))))
         )
         return HyperLogLog(self.precision, union).count()
 
     def dump(self) -> dict[str, Any]:
         """Pane starts and all registers in one base64 string, in pane order: this rides in every changelog
         record of a key or account, so it is one encoding call, not one per pane."""
-        m = 1 << self.precision
+        block = self.dimensions << self.precision
         order = sorted(range(len(self.starts)), key=self.starts.__getitem__)
-        registers = bytearray().join(self.registers[k * m : (k + 1) * m] for k in order)
+        registers = bytearray().join(self.registers[k * block : (k + 1) * block] for k in order)
         return {
             "precision": self.precision,
             "pane_ms": self.pane_ms,
             "panes": self.panes,
+            "dimensions": self.dimensions,
             "starts": [self.starts[k] for k in order],
             "registers": base64.b64encode(registers).decode("ascii"),
         }
@@ -172,6 +182,8 @@ class SlidingDistinct:
     @classmethod
     def load(cls, data: dict[str, Any]) -> SlidingDistinct:
         registers = bytearray(base64.b64decode(data["registers"]))
-        if len(registers) != len(data["starts"]) << data["precision"]:
-            raise ValueError("sketch registers do not match their panes and precision")
-        return cls(data["precision"], data["pane_ms"], data["panes"], array("q", data["starts"]), registers)
+        if len(registers) != len(data["starts"]) * data["dimensions"] << data["precision"]:
+            raise ValueError("sketch registers do not match their panes, kinds and precision")
+        return cls(
+            data["precision"], data["pane_ms"], data["panes"], data["dimensions"], array("q", data["starts"]), registers
+        )

@@ -134,13 +134,34 @@ def test_sliding_sketch_stays_under_its_cap_and_never_overcounts_much(items: lis
     sketch = SlidingDistinct(precision=6, pane_ms=900_000, panes=4)
     for now, item in sorted(items):
         sketch.add(item, now)
-        assert len(sketch.sketches) <= 4
-        assert all(len(hll.registers) == 64 for hll in sketch.sketches.values())
+        assert len(sketch.sketches()) <= 4
+        assert all(len(hll.registers) == 64 for hll in sketch.sketches().values())
     if items:
         last = max(now for now, _ in items)
         recent = {item for now, item in items if now >= last - last % 900_000 - 3 * 900_000}
         assert sketch.count(last) <= 1.5 * len(recent) + 2
         assert SlidingDistinct.load(json.loads(json.dumps(sketch.dump()))).count(last) == sketch.count(last)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    items=st.lists(
+        st.tuples(st.integers(0, 10**7), st.integers(0, 2), st.text(min_size=1, max_size=6)), max_size=300
+    )
+)
+def test_kinds_sharing_one_sliding_sketch_count_as_a_sketch_each(items: list[tuple[int, int, str]]) -> None:
+    # A key's devices, agents, networks... share panes and one buffer; each kind must still count alone.
+    shared = SlidingDistinct(precision=6, pane_ms=900_000, panes=4, dimensions=3)
+    alone = [SlidingDistinct(precision=6, pane_ms=900_000, panes=4) for _ in range(3)]
+    for step, (now, kind, item) in enumerate(sorted(items)):
+        assert shared.add(item, now, kind) == alone[kind].add(item, now)
+        if step % 5 == 0:  # now and then: a count trims the window, and adds must agree between counts too
+            assert [shared.count(now, other) for other in range(3)] == [sketch.count(now) for sketch in alone]
+    restored = SlidingDistinct.load(json.loads(json.dumps(shared.dump())))
+    last = max((now for now, _, _ in items), default=0)
+    assert [restored.count(last, kind) for kind in range(3)] == [sketch.count(last) for sketch in alone]
+    with pytest.raises(ValueError, match="do not match"):
+        SlidingDistinct.load({**shared.dump(), "dimensions": 4, "starts": [0]})
 
 
 def test_hyperloglog_is_close_on_small_and_large_counts() -> None:

@@ -29,8 +29,9 @@ from models.telemetry import TelemetryEvent
 # The distinct counts each subject keeps; the first three count located uses only.
 NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS = "networks", "asns", "countries", "devices", "user_agents"
 DIMENSIONS = (NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS)
-# An event's items, in the order they are counted: device, user agent, then the located network, ASN, country.
-ITEM_DIMENSIONS = (DEVICES, USER_AGENTS, NETWORKS, ASNS, COUNTRIES)
+# An event's items, in the order they are counted: user agent, device, then the located network, ASN, country.
+# Commonest first: a profile's sketch holds the kinds up to the last one it has seen (see ``SlidingDistinct``).
+ITEM_DIMENSIONS = (USER_AGENTS, DEVICES, NETWORKS, ASNS, COUNTRIES)
 Items = tuple[str | None, ...]
 Recent = tuple[int, tuple[Items, ...]]  # a pane, and the items of its last few distinct events (the latest first)
 _RECENT_ITEMS = 3
@@ -118,7 +119,7 @@ class KeySharingDetector(Detector):
         site = self.site(event.ip)
         now = event.ts_ms
         pane = now - now % self._pane_ms
-        items: Items = (event.device_id, event.user_agent, *site.items)
+        items: Items = (event.user_agent, event.device_id, *site.items)
         key = self.keys.touch(event.key_subject, now)
         findings = self._assess(key, event, site, pane, items, SubjectType.API_KEY)
         account = self.accounts.touch(event.account_id, now)
@@ -135,9 +136,8 @@ class KeySharingDetector(Detector):
             if not item or item in counted:
                 continue  # counted in this pane already: it would only repeat
             if sketch is None:
-                sketch = profile.distinct = SlidingDistinct(
-                    self.config.sketch_precision, self._pane_ms, self.config.panes, len(ITEM_DIMENSIONS)
-                )
+                cfg = self.config
+                sketch = profile.distinct = SlidingDistinct(cfg.sketch_precision, self._pane_ms, cfg.panes)
             changed |= sketch.add(item, now, kind)
         # A sketch restored from another window's config has other panes: the shortcut would not hold.
         aligned = sketch is None or sketch.pane_ms == self._pane_ms

@@ -87,7 +87,9 @@ class SlidingDistinct:
     The kinds share their panes, and all registers lie one after another in one buffer, in the order of
     ``starts``: per pane, the first kind's ``2**precision`` registers, then the next kind's. A subject costs
     one object, one buffer and the pane starts, not those per kind; a kind with no item in a pane keeps zero
-    registers there, which no count or union can tell from a pane it never had.
+    registers there, which no count or union can tell from a pane it never had. The buffer holds kinds
+    ``0 … dimensions - 1`` and widens when a later kind's first item comes, so a caller numbers its kinds
+    commonest first.
     """
 
     __slots__ = ("dimensions", "pane_ms", "panes", "precision", "registers", "starts")
@@ -132,6 +134,8 @@ class SlidingDistinct:
         An item seen in an older pane and repeated in a new one does not count as new, so a
         window merely sliding over the same users never looks like a change.
         """
+        if dimension >= self.dimensions:
+            self._widen(dimension + 1)
         current = now_ms - now_ms % self.pane_ms
         index, rank = _position(item, self.precision)
         offset = (dimension << self.precision) + index
@@ -149,10 +153,19 @@ class SlidingDistinct:
         self.registers[at] = rank
         return rank > seen
 
+    def _widen(self, dimensions: int) -> None:
+        """Room for kinds up to ``dimensions - 1``: zero registers for the new kinds in every pane."""
+        block = self.dimensions << self.precision
+        zeros = bytes((dimensions - self.dimensions) << self.precision)
+        self.registers = bytearray().join(
+            self.registers[k : k + block] + zeros for k in range(0, len(self.registers), block)
+        )
+        self.dimensions = dimensions
+
     def count(self, now_ms: int, dimension: int = 0) -> int:
         """Distinct items of kind ``dimension`` in the window that ends now."""
         self._trim(now_ms)
-        if not self.starts:
+        if not self.starts or dimension >= self.dimensions:
             return 0
         m = 1 << self.precision
         block, first = m * self.dimensions, dimension * m

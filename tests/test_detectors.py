@@ -151,12 +151,13 @@ def test_sliding_sketch_stays_under_its_cap_and_never_overcounts_much(items: lis
 )
 def test_kinds_sharing_one_sliding_sketch_count_as_a_sketch_each(items: list[tuple[int, int, str]]) -> None:
     # A key's devices, agents, networks... share panes and one buffer; each kind must still count alone.
-    shared = SlidingDistinct(precision=6, pane_ms=900_000, panes=4, dimensions=3)
+    shared = SlidingDistinct(precision=6, pane_ms=900_000, panes=4)  # widens as the later kinds come
     alone = [SlidingDistinct(precision=6, pane_ms=900_000, panes=4) for _ in range(3)]
     for step, (now, kind, item) in enumerate(sorted(items)):
         assert shared.add(item, now, kind) == alone[kind].add(item, now)
         if step % 5 == 0:  # now and then: a count trims the window, and adds must agree between counts too
             assert [shared.count(now, other) for other in range(3)] == [sketch.count(now) for sketch in alone]
+    assert shared.dimensions == 1 + max((kind for _, kind, _ in items), default=0)
     restored = SlidingDistinct.load(json.loads(json.dumps(shared.dump())))
     last = max((now for now, _, _ in items), default=0)
     assert [restored.count(last, kind) for kind in range(3)] == [sketch.count(last) for sketch in alone]

@@ -417,6 +417,15 @@ class KafkaConfig(_Section):
     transactional_id_prefix: str = "warden"
     transaction_timeout_ms: int = Field(default=30_000, ge=1000, description="A dead worker's open batch aborts after")
     poll_timeout_ms: int = Field(default=500, ge=1)
+    fetch_catch_up_ms: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="After a batch that took longer than this, the next poll also takes what arrived while it "
+        "was processed, waiting up to this long for it (kafka-python fetches ahead when a poll returns, so "
+        "without this every record waits one extra batch); the broker answers at once when anything arrived, "
+        "so the wait is spent only when the topic went quiet. 0 turns it off",
+    )
     max_poll_records: int = Field(default=2000, ge=1)
     fetch_max_bytes: int = Field(default=52_428_800, ge=1024)
     max_partition_fetch_bytes: int = Field(default=4_194_304, ge=1024)
@@ -449,6 +458,13 @@ class PipelineConfig(_Section):
     batch_size: int = Field(
         default=10_000, ge=1, le=100_000,
         description="Most records per batch / commit point; a worker that keeps up takes what has arrived",
+    )
+    gc_young_threshold: int = Field(
+        default=20_000, ge=0, le=10_000_000,
+        description="`warden run` sets Python's youngest-generation collection threshold to this (Python's "
+        "default is 700; 0 keeps it). A batch's records, events and outputs live until it commits: with the "
+        "default they are promoted to the oldest generation during the batch, and every few batches that "
+        "triggers a full collection, which walks all detector state (measured ~300 ms at 10,000 accounts)",
     )
 
 

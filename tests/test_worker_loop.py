@@ -1,0 +1,134 @@
+"""The Kafka worker's loop pieces that need no broker: reversals read off the loop's thread, the poll that
+also takes what arrived while the previous batch was processed, and the GC threshold setting."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+
+from models.config import ConfigError, KafkaConfig, parse_config
+from streams.kafka_io import KafkaSource
+from streams.worker import ReversalPoller, set_gc_threshold
+
+
+class FakeFeed:
+    def __init__(self, batches: list[Any]) -> None:
+        self.batches = batches
+        self.closed = False
+        self.polls = 0
+        self.drained = threading.Event()
+
+    def poll(self) -> list[Any]:
+        self.polls += 1
+        if not self.batches:
+            self.drained.set()
+            return []
+        batch = self.batches.pop(0)
+        if isinstance(batch, Exception):
+            raise batch
+        return list(batch)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_reversals_are_read_on_their_own_thread_and_taken_between_batches() -> None:
+    first, second = object(), object()
+    feed = FakeFeed([[first], KafkaError("broker away"), [], [second]])
+    poller = ReversalPoller(feed, interval_s=0.001)  # type: ignore[arg-type]
+    poller.start()
+    try:
+        assert feed.drained.wait(5)
+        assert poller.take() == [first, second]  # a failed read is retried; arrival order is kept
+        assert poller.take() == []
+    finally:
+        poller.close()
+    assert feed.closed
+
+
+def test_closing_a_poller_that_never_started_closes_its_feed() -> None:
+    feed = FakeFeed([])
+    ReversalPoller(feed).close()  # type: ignore[arg-type]
+    assert feed.closed
+
+
+class Record:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.value = b"{}"
+        self.key = b"k"
+
+
+class FakeConsumer:
+    """Answers each poll with the next prepared batch; records the timeouts and sizes asked for."""
+
+    def __init__(self, answers: list[dict[TopicPartition, list[Record]]]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[int, int]] = []
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
+        self.asked.append((timeout_ms, max_records))
+        return self.answers.pop(0) if self.answers else {}
+
+
+def source(consumer: FakeConsumer, catch_up_ms: int, last_poll_ago_s: float) -> KafkaSource:
+    made = KafkaSource.__new__(KafkaSource)
+    made.config = KafkaConfig(fetch_catch_up_ms=catch_up_ms, poll_timeout_ms=500)
+    made.consumer = consumer  # type: ignore[assignment]
+    made.assign_hooks, made.revoke_hooks, made.awaiting_restore = [], [], set()
+    made._last_poll_end = time.monotonic() - last_poll_ago_s
+    return made
+
+
+P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
+
+
+def test_after_a_long_batch_the_poll_also_takes_what_arrived_meanwhile_in_offset_order() -> None:
+    consumer = FakeConsumer([{P1: [Record(5)], P0: [Record(1), Record(2)]}, {P0: [Record(3)], P1: [Record(6)]}])
+    records = source(consumer, catch_up_ms=20, last_poll_ago_s=0.5).poll(10)
+    assert [(r.partition, r.offset) for r in records] == [(0, 1), (0, 2), (0, 3), (1, 5), (1, 6)]
+    assert consumer.asked == [(500, 10), (20, 7)]  # the second poll waits at most catch_up_ms, for the room left
+
+
+@pytest.mark.parametrize(
+    ("catch_up_ms", "last_poll_ago_s", "first"),
+    [
+        (20, 0.001, {P0: [Record(1)]}),  # the previous batch was short: its fetch-ahead is fresh enough
+        (0, 0.5, {P0: [Record(1)]}),  # turned off
+        (20, 0.5, {P0: [Record(1), Record(2)]}),  # the batch is already full
+        (20, 0.5, {}),  # nothing came: the poll already waited for the broker
+    ],
+)
+def test_no_second_poll_when_it_cannot_help(
+    catch_up_ms: int, last_poll_ago_s: float, first: dict[TopicPartition, list[Record]]
+) -> None:
+    consumer = FakeConsumer([first, {P0: [Record(9)]}])
+    source(consumer, catch_up_ms, last_poll_ago_s).poll(2)
+    assert len(consumer.asked) == 1
+
+
+def test_gc_young_threshold_sets_only_the_youngest_generation() -> None:
+    before = gc.get_threshold()
+    try:
+        set_gc_threshold(12_345)
+        assert gc.get_threshold() == (12_345, *before[1:])
+        set_gc_threshold(0)  # 0 keeps what is set
+        assert gc.get_threshold() == (12_345, *before[1:])
+    finally:
+        gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value"),
+    [("kafka", "fetch_catch_up_ms", -1), ("kafka", "fetch_catch_up_ms", 1001), ("pipeline", "gc_young_threshold", -1)],
+)
+def test_loop_settings_out_of_range_are_refused(section: str, field: str, value: int) -> None:
+    with pytest.raises(ConfigError, match=rf"{section}\.{field}"):
+        parse_config({section: {field: value}})
+

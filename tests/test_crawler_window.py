@@ -58,7 +58,8 @@ def expected_features(calls: list[Call], numbers: list[int], automation: bool, c
 def test_window_features_match_a_plain_recomputation(make_event: EventFactory, seed: int) -> None:
     rng = random.Random(seed)
     cfg = CrawlerConfig(min_requests=5, max_window_events=16 + 3 * seed, window_s=60 + 10 * seed, evaluate_every=1)
-    detector = CrawlerDetector(cfg, StateConfig())
+    state = StateConfig(idle_ttl_s=365 * 86_400)  # the weeks-long gaps below are not to forget the key
+    detector = CrawlerDetector(cfg, state)
     calls: list[Call] = []
     numbers: list[int] = []
     automation = False
@@ -66,10 +67,12 @@ def test_window_features_match_a_plain_recomputation(make_event: EventFactory, s
     for index in range(600):
         if index == 300:  # the window survives a snapshot through JSON
             snapshot = json.loads(json.dumps(detector.snapshot()))
-            detector = CrawlerDetector(cfg, StateConfig())
+            detector = CrawlerDetector(cfg, state)
             detector.restore(snapshot)
         # Regular, jittered, simultaneous, late (out of order) and idle gaps.
         second += rng.choice([1.0, rng.uniform(0.9, 1.1), 0.0, -rng.uniform(0, 3), rng.uniform(0, 200)])
+        if rng.random() < 0.01:  # weeks idle, or weeks late: call times no longer fit 32 bits from the base
+            second += rng.choice([1, -1]) * rng.uniform(20, 40) * 86_400
         second = round(second, 3)
         agent = rng.choice(AGENTS[: rng.choice([2, 3, len(AGENTS)])])
         method = rng.choice(["GET", "get", "POST", "PUT", "DELETE"])
@@ -89,8 +92,33 @@ def test_window_features_match_a_plain_recomputation(make_event: EventFactory, s
         automation = automation or (agent is not None and "Scrapy" in agent)
 
         activity = dict(detector.keys.items())["acct-1/key-1"]
-        assert activity.times.tolist() == [c.ms for c in calls]
+        assert activity.call_times() == [c.ms for c in calls]
         assert window_features(activity, cfg) == expected_features(calls, numbers, automation, cfg)
+
+
+def test_call_times_take_four_bytes_and_move_to_a_new_base_when_they_outgrow_it(make_event: EventFactory) -> None:
+    day = 86_400.0
+    cfg = CrawlerConfig(min_requests=5, window_s=int(60 * day), evaluate_every=1)
+    state = StateConfig(idle_ttl_s=365 * 86_400)
+    detector = CrawlerDetector(cfg, state)
+    seconds = [0.0, 1.0, 2.0, 30 * day, 30 * day + 1, 2.5, 61 * day, 61 * day + 5, 200 * day]
+    kinds, kept = [], []
+    for second in seconds:
+        event = make_event(second)
+        detector.observe(event)
+        activity = dict(detector.keys.items())["acct-1/key-1"]
+        kept.append(event.ts_ms)
+        while kept[0] < event.ts_ms - cfg.window_s * 1000:
+            kept.pop(0)
+        assert activity.call_times() == kept
+        restored = CrawlerDetector(cfg, state)
+        restored.restore(json.loads(json.dumps(detector.snapshot())))
+        assert dict(restored.keys.items())["acct-1/key-1"].call_times() == kept
+        kinds.append(activity.times.typecode)
+    # 32 bits from the start; 64 while the window spans more than ~24 days (30 days on, then a call 30 days
+    # late that stays behind newer ones); 32 again, from a new base, once a long idle spell empties it.
+    assert kinds == ["i", "i", "i", "q", "q", "q", "q", "q", "i"]
+    assert activity.times.itemsize == 4 and activity.time_base_ms == kept[-1]
 
 
 def test_square_root_is_rounded_as_statistics_rounds_it() -> None:

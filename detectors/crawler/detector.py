@@ -65,14 +65,21 @@ def _agent_digest(user_agent: str | None) -> str:
     return blake2b((user_agent or "").encode("utf-8"), digest_size=6).hexdigest()
 
 
-def _int64s(values: list[int] | None = None) -> array[int]:
-    return array("q", values or ())
+_OFFSET_RANGE = range(-(1 << 31), 1 << 31)
+"""What a 32-bit call time holds: milliseconds either side of the window's base, some 24 days."""
+
+
+def _time_offsets(values: list[int] | None = None) -> array[int]:
+    """Call times relative to the window's base: 32-bit, or 64-bit for a window that spans more."""
+    values = values or []
+    fits = not values or (min(values) in _OFFSET_RANGE and max(values) in _OFFSET_RANGE)
+    return array("i" if fits else "q", values)
 
 
 @dataclass(slots=True)
 class KeyActivity:
     """A bounded window of one key's recent calls, kept compact: scoring counts bytes in C instead of
-    rescanning Python lists, and a call costs 9 bytes (its time and a byte of flags) instead of ~200.
+    rescanning Python lists, and a call costs 5 bytes (its time from a base and a byte of flags) instead of ~200.
 
     ``agent_last`` maps each user agent in the window (by digest) to the number, counted by ``calls_seen``,
     of its latest call: an agent leaves the window with that call, so no call needs to record its agent.
@@ -82,7 +89,9 @@ class KeyActivity:
     """
 
     last_seen_ms: int
-    times: array[int] = field(default_factory=_int64s)
+    time_base_ms: int
+    """Call times are kept as offsets from this (4 bytes a call, not 8); it moves on when they outgrow 32 bits."""
+    times: array[int] = field(default_factory=_time_offsets)
     flags: bytearray = field(default_factory=bytearray)
     """Per call, ``GENERATING | NOT_FOUND`` bits: one byte a call in one buffer for both."""
     calls_seen: int = 0
@@ -93,9 +102,19 @@ class KeyActivity:
     events_since_score: int = 0
     last_flag_ms: int | None = None
 
+    @classmethod
+    def start(cls, now_ms: int) -> KeyActivity:
+        return cls(now_ms, now_ms)
+
+    def call_times(self) -> list[int]:
+        """The window's call times in epoch milliseconds, oldest kept first."""
+        base = self.time_base_ms
+        return [base + offset for offset in self.times]
+
     def dump(self) -> dict[str, Any]:
         return {
             "last_seen_ms": self.last_seen_ms,
+            "time_base_ms": self.time_base_ms,
             "times": self.times.tolist(),
             "flags": self.flags.hex(),
             "calls_seen": self.calls_seen,
@@ -112,7 +131,7 @@ class KeyActivity:
         return cls(
             **{
                 **data,
-                "times": _int64s(data["times"]),
+                "times": _time_offsets(data["times"]),
                 "flags": bytearray.fromhex(data["flags"]),
                 "agent_last": dict(data["agent_last"]),
                 "forward_steps": bytearray.fromhex(data["forward_steps"]),
@@ -126,12 +145,16 @@ class KeyActivity:
         self.agent_last[agent] = self.calls_seen
         self.calls_seen += 1
         times = self.times
-        times.append(now_ms)
+        offset = now_ms - self.time_base_ms
+        if offset not in _OFFSET_RANGE and times.typecode == "i":
+            times = self.times = array("q", times)  # for this call; narrowed again below once the old calls leave
+        times.append(offset)
         self.flags.append(generating | not_found << 1)
         drop = len(times) - max_events
-        if times[0] < horizon_ms:
+        horizon = horizon_ms - self.time_base_ms
+        if times[0] < horizon:
             old = 1
-            while times[old] < horizon_ms:  # stops at the latest call at the latest: it is not older than the horizon
+            while times[old] < horizon:  # stops at the latest call at the latest: it is not older than the horizon
                 old += 1
             drop = max(drop, old)
         if drop > 0:
@@ -139,6 +162,18 @@ class KeyActivity:
             first = self.calls_seen - len(times)
             if min(self.agent_last.values()) < first:  # an agent's calls have all left the window
                 self.agent_last = {known: last for known, last in self.agent_last.items() if last >= first}
+        if times.typecode != "i":
+            self._rebase(now_ms)
+
+    def _rebase(self, now_ms: int) -> None:
+        """Offsets from ``now_ms`` in 32 bits again, when every kept call is within ~24 days of it (a key back
+        after a long idle spell, or one busy for weeks); until then a window with calls further apart (events
+        late by weeks) stays in 64 bits."""
+        shift = self.time_base_ms - now_ms
+        times = self.times
+        if min(times) + shift in _OFFSET_RANGE and max(times) + shift in _OFFSET_RANGE:
+            self.times = array("i", [offset + shift for offset in times])
+            self.time_base_ms = now_ms
 
     def add_numbered_read(self, number: int, max_id_step: int, max_events: int) -> None:
         last = self.last_number
@@ -241,7 +276,7 @@ class CrawlerDetector(Detector):
 
     def __init__(self, config: CrawlerConfig, state: StateConfig) -> None:
         self.config = config
-        self.keys: SubjectStore[KeyActivity] = new_store(KeyActivity, KeyActivity.load, state)
+        self.keys: SubjectStore[KeyActivity] = new_store(KeyActivity.start, KeyActivity.load, state)
         self._automation_words = tuple(word.lower() for word in config.automation_description_words)
         self._agents: dict[str | None, tuple[str, bool]] = {}
         self._window_ms = config.window_s * 1000
@@ -303,7 +338,7 @@ class CrawlerDetector(Detector):
                 event,
                 subject_type=SubjectType.API_KEY,
                 subject_id=event.api_key_id,
-                window_start_ms=activity.times[0],
+                window_start_ms=activity.time_base_ms + activity.times[0],
                 score=min(1.0, score),
                 severity=severity,
                 summary=(

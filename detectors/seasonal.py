@@ -26,7 +26,9 @@ for large values, so a count that doubles moves as far at 10/min as at 10,000/mi
 
 from __future__ import annotations
 
+import base64
 import math
+import sys
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +95,25 @@ def _unlearned() -> array[float]:
     return _UNLEARNED
 
 
+def _encode_floats(values: array[float]) -> str:
+    """The 32-bit floats exactly, little-endian, in base64: 1.3 characters a number (JSON decimals of the
+    doubles they read as take ~10) and one C call instead of a Python float per number."""
+    if sys.byteorder == "big":
+        values = array("f", values)
+        values.byteswap()
+    return base64.b64encode(values.tobytes()).decode("ascii")
+
+
+def _decode_floats(text: str) -> array[float]:
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) % 4:
+        raise ValueError(f"{len(raw)} bytes are not a whole number of 32-bit floats")
+    values = array("f", raw)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values
+
+
 @dataclass(slots=True)
 class SeasonalState:
     """Everything the model remembers about ``lanes`` series learned at the same times (a subject's requests,
@@ -136,13 +157,13 @@ class SeasonalState:
             "unit": self.unit,
             "pending": [list(pair) for pair in self.pending],
             "stirred": self.stirred,
-            "values": self.values.tolist(),
+            "values": _encode_floats(self.values),
         }
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> SeasonalState:
         lanes, stirred = data["lanes"], data["stirred"]
-        values = array("f", data["values"]) if data["values"] else _UNLEARNED
+        values = _decode_floats(data["values"]) or _UNLEARNED
         if not 0 <= stirred < 1 << lanes:
             raise ValueError(f"a seasonal state of {lanes} lanes cannot have stirred lanes {stirred:b}")
         if (len(values) if values else _LANES) != _LANES + LANE_SIZE * stirred.bit_count():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
 import json
@@ -298,6 +299,11 @@ def test_lanes_learned_together_score_as_each_series_learned_alone() -> None:
         together[0].learn_one(at, 1.0)
 
 
+def _zeros(count: int) -> str:
+    """``count`` 32-bit zeros as a dump holds them."""
+    return base64.b64encode(bytes(4 * count)).decode()
+
+
 def _every_lane(state: SeasonalState) -> list[list[float]]:
     """The slot weights and each lane's numbers, zeros for a lane the state does not hold."""
     values = state.values.tolist() or [0.0] * _LANES
@@ -319,9 +325,9 @@ def test_lanes_that_only_ever_learned_zeros_are_neither_stored_nor_learned_and_t
     # The reference holds and learns every lane from the start, zeros included.
     learning_every_lane = SeasonalState.load(
         {"lanes": 3, "n": 0, "last_ts_ms": None, "unit": None, "pending": [], "stirred": 0b111,
-         "values": [0.0] * (_LANES + 3 * LANE_SIZE)}
+         "values": _zeros(_LANES + 3 * LANE_SIZE)}
     )
-    assert skipping.dump()["values"] == [], "a state that has learned nothing holds no numbers"
+    assert skipping.dump()["values"] == "", "a state that has learned nothing holds no numbers"
     for start in range(0, len(points), 5):
         learn(skipping, points[start : start + 5])
         learn(learning_every_lane, points[start : start + 5])
@@ -338,11 +344,13 @@ def test_lanes_that_only_ever_learned_zeros_are_neither_stored_nor_learned_and_t
 
 def test_a_seasonal_state_refuses_numbers_that_do_not_fit_its_lanes() -> None:
     good = {"lanes": 3, "n": 1, "last_ts_ms": 0, "unit": None, "pending": [], "stirred": 0b001,
-            "values": [0.0] * (_LANES + LANE_SIZE)}
+            "values": _zeros(_LANES + LANE_SIZE)}
     assert SeasonalState.load(good).lane_offset(0) == _LANES
     with pytest.raises(ValueError, match="cannot hold"):
         SeasonalState.load({**good, "stirred": 0b011})
     with pytest.raises(ValueError, match="cannot have stirred lanes"):
         SeasonalState.load({**good, "stirred": 0b1000})
     with pytest.raises(ValueError, match="cannot hold"):
-        SeasonalState.load({**good, "values": []})
+        SeasonalState.load({**good, "values": ""})
+    with pytest.raises(ValueError, match="not a whole number"):
+        SeasonalState.load({**good, "values": base64.b64encode(bytes(4 * (_LANES + LANE_SIZE) + 2)).decode()})

@@ -168,6 +168,8 @@ class SeasonalState:
             raise ValueError(f"a seasonal state of {lanes} lanes cannot have stirred lanes {stirred:b}")
         if (len(values) if values else _LANES) != _LANES + LANE_SIZE * stirred.bit_count():
             raise ValueError(f"a seasonal state with stirred lanes {stirred:b} cannot hold {len(values)} values")
+        if data["n"] and not values:
+            raise ValueError(f"a seasonal state that has learned {data['n']} points holds no values")
         pending = tuple((int(ts_ms), value) for ts_ms, value in data["pending"])
         return cls(lanes, data["n"], data["last_ts_ms"], data["unit"], pending, values, stirred)
 

@@ -352,5 +352,7 @@ def test_a_seasonal_state_refuses_numbers_that_do_not_fit_its_lanes() -> None:
         SeasonalState.load({**good, "stirred": 0b1000})
     with pytest.raises(ValueError, match="cannot hold"):
         SeasonalState.load({**good, "values": ""})
+    with pytest.raises(ValueError, match="holds no values"):
+        SeasonalState.load({**good, "stirred": 0, "values": ""})
     with pytest.raises(ValueError, match="not a whole number"):
         SeasonalState.load({**good, "values": base64.b64encode(bytes(4 * (_LANES + LANE_SIZE) + 2)).decode()})

@@ -375,7 +375,7 @@ class TopicsConfig(_Section):
     findings: str = "warden.findings.v1"
     actions: str = "enforcement.actions.v1"
     dead_letters: str = "warden.dlq.v1"
-    state: str = "warden.state.v2"
+    state: str = "warden.state.v3"
     reversals: str = "enforcement.reversals.v1"
 
 

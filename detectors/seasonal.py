@@ -95,6 +95,12 @@ def _unlearned() -> array[float]:
     return _UNLEARNED
 
 
+def _lane_offset(stirred: int, lane: int) -> int:
+    """Where a lane's numbers start among the ``stirred`` lanes: after the slot weights and the stirred lanes
+    before it (for an unstirred lane, where its numbers go when it is stirred)."""
+    return _LANES + LANE_SIZE * (stirred & ((1 << lane) - 1)).bit_count()
+
+
 def _encode_floats(values: array[float]) -> str:
     """The 32-bit floats exactly, little-endian, in base64: 1.3 characters a number (JSON decimals of the
     doubles they read as take ~10) and one C call instead of a Python float per number."""
@@ -146,8 +152,8 @@ class SeasonalState:
     """A bit per lane that has learned a value other than zero: the lanes ``values`` holds."""
 
     def lane_offset(self, lane: int) -> int:
-        """Where a stirred lane's numbers start in ``values``: after the slot weights and the stirred lanes before."""
-        return _LANES + LANE_SIZE * (self.stirred & ((1 << lane) - 1)).bit_count()
+        """Where a stirred lane's numbers start in ``values``."""
+        return _lane_offset(self.stirred, lane)
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -384,9 +390,16 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
     lanes = tuple((lane, 1 << lane, unit) for lane, unit in enumerate(units))
     # Per set of stirred lanes, where each lane starts (an unstirred one: where it would be inserted).
     offsets_by_stirred = [
-        tuple(_LANES + LANE_SIZE * (stirred & ((1 << lane) - 1)).bit_count() for lane in range(lane_count))
-        for stirred in range(1 << lane_count)
+        tuple(_lane_offset(stirred, lane) for lane in range(lane_count)) for stirred in range(1 << lane_count)
     ]
+
+    def stir(v: array[float], stirred: int, lane: int) -> tuple[int, tuple[int, ...]]:
+        """Give ``lane`` its numbers (zeros, as it has learned only zeros so far) at its place in ``v``; returns
+        the stirred bits and offsets with it."""
+        at = offsets_by_stirred[stirred][lane]
+        v[at:at] = _ZERO_LANE
+        stirred |= 1 << lane
+        return stirred, offsets_by_stirred[stirred]
 
     def learn(state: SeasonalState, points: Iterable[tuple[int, Sequence[float]]]) -> None:
         if state.lanes != lane_count:
@@ -408,9 +421,7 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
                 for (lane, bit, unit), value in zip(lanes, values, strict=True):
                     if value:
                         if not stirred & bit:
-                            v[offsets[lane] : offsets[lane]] = _ZERO_LANE
-                            stirred |= bit
-                            offsets = offsets_by_stirred[stirred]
+                            stirred, offsets = stir(v, stirred, lane)
                         v[offsets[lane] + _LEVEL] = math.asinh(value / unit)
                 n = 1
                 continue
@@ -437,9 +448,7 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
                 if not stirred & bit:
                     if not value:
                         continue
-                    v[offsets[lane] : offsets[lane]] = _ZERO_LANE
-                    stirred |= bit
-                    offsets = offsets_by_stirred[stirred]
+                    stirred, offsets = stir(v, stirred, lane)
                 base = offsets[lane]
                 y = math.asinh(value / unit)
                 level, scale, last_z = v[base + _LEVEL], v[base + _SCALE], v[base + _LAST_Z]

@@ -123,10 +123,14 @@ class SlidingDistinct:
         current = now_ms - now_ms % self.pane_ms
         oldest = current - (self.panes - 1) * self.pane_ms
         if any(start < oldest for start in self.starts):
-            block = self.dimensions << self.precision
             kept = [k for k, start in enumerate(self.starts) if start >= oldest]
-            self.registers = bytearray().join(self.registers[k * block : (k + 1) * block] for k in kept)
+            self.registers = self._panes_registers(kept)
             self.starts = array("q", [self.starts[k] for k in kept])
+
+    def _panes_registers(self, panes: list[int]) -> bytearray:
+        """The registers of these panes (by position in ``starts``), in this order, in one buffer."""
+        block = self.dimensions << self.precision
+        return bytearray().join(self.registers[k * block : (k + 1) * block] for k in panes)
 
     def add(self, item: str, now_ms: int, dimension: int = 0) -> bool:
         """Count ``item`` of kind ``dimension`` now; returns whether it is (probably) new to the whole window.
@@ -180,9 +184,8 @@ class SlidingDistinct:
     def dump(self) -> dict[str, Any]:
         """Pane starts and all registers in one base64 string, in pane order: this rides in every changelog
         record of a key or account, so it is one encoding call, not one per pane."""
-        block = self.dimensions << self.precision
         order = sorted(range(len(self.starts)), key=self.starts.__getitem__)
-        registers = bytearray().join(self.registers[k * block : (k + 1) * block] for k in order)
+        registers = self._panes_registers(order)
         return {
             "precision": self.precision,
             "pane_ms": self.pane_ms,

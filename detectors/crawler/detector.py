@@ -170,10 +170,9 @@ class KeyActivity:
         after a long idle spell, or one busy for weeks); until then a window with calls further apart (events
         late by weeks) stays in 64 bits."""
         shift = self.time_base_ms - now_ms
-        times = self.times
-        if min(times) + shift in _OFFSET_RANGE and max(times) + shift in _OFFSET_RANGE:
-            self.times = array("i", [offset + shift for offset in times])
-            self.time_base_ms = now_ms
+        shifted = _time_offsets([offset + shift for offset in self.times])
+        if shifted.typecode == "i":
+            self.times, self.time_base_ms = shifted, now_ms
 
     def add_numbered_read(self, number: int, max_id_step: int, max_events: int) -> None:
         last = self.last_number

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import yaml
 
 from benchmarks.workload import write_workload
 from detectors.registry import build_detectors
@@ -132,8 +133,13 @@ def _broker(command: str) -> None:
     subprocess.run(["bash", str(REPO / "deploy/kafka/kafka.sh"), command], env=env, check=True)
 
 
+KAFKA_OPTIONS: dict[str, Any] = {}
+"""``kafka`` config settings for every worker the harness starts (``--kafka name=value``), for A/B runs."""
+
+
 def _kafka_config(suffix: str, partitions: int = 4) -> WardenConfig:
     return WardenConfig.model_validate({"kafka": {
+        **KAFKA_OPTIONS,
         "bootstrap_servers": BOOTSTRAP, "group_id": f"bench-{suffix}", "partitions": partitions,
         "topics": {"telemetry": f"bench.usage.{suffix}", "findings": f"bench.findings.{suffix}",
                    "actions": f"bench.actions.{suffix}", "dead_letters": f"bench.dlq.{suffix}",
@@ -586,7 +592,12 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--hours", type=float, default=6.0)
     parser.add_argument("--json", default="benchmarks/results.json")
+    parser.add_argument("--kafka", action="append", default=[], metavar="NAME=VALUE",
+                        help="a kafka config setting for the workers, e.g. checkpoint_interval_ms=0; repeatable")
     args = parser.parse_args()
+    for option in args.kafka:
+        name, _, value = option.partition("=")
+        KAFKA_OPTIONS[name] = yaml.safe_load(value)
     wanted = set(args.only.split(","))
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as scratch:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -16,7 +17,7 @@ from kafka.errors import TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from models.config import KafkaConfig
-from streams.pipeline import CHANGELOG_BATCH_END
+from streams.pipeline import CHANGELOG_BATCH_END, CHECKPOINT_SUBJECT
 from streams.records import Channel, OutputRecord, SourceRecord
 from streams.sink import Sink
 from streams.source import Source
@@ -100,6 +101,7 @@ class KafkaSource(Source):
         )
         self.assign_hooks: list[AssignHook] = []
         self.awaiting_restore: set[int] = set()
+        self._sought: set[int] = set()  # partitions a restore moved back while this poll's records were fetched
         self.revoke_hooks: list[AssignHook] = []
         self._last_poll_end = time.monotonic()
 
@@ -115,10 +117,13 @@ class KafkaSource(Source):
         since_last_poll_ms = (time.monotonic() - self._last_poll_end) * 1000
         batch = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms, max_records=max_records)
         # Newly assigned partitions get their state before any of their records is processed.
+        self._sought.clear()
         for partition in sorted(self.awaiting_restore):
             for hook in self.assign_hooks:
                 hook(partition)
         self.awaiting_restore.clear()
+        for tp in [tp for tp in batch if tp.partition in self._sought]:
+            del batch[tp]  # fetched from the committed offset; the restore replays from before it first
         taken = sum(map(len, batch.values()))
         catch_up_ms = self.config.fetch_catch_up_ms
         if batch and taken < max_records and catch_up_ms and since_last_poll_ms > catch_up_ms:
@@ -167,6 +172,11 @@ class KafkaSource(Source):
         """The group's committed offset of one input partition (0 when none)."""
         return self.consumer.committed(TopicPartition(self.topic, partition)) or 0
 
+    def seek(self, partition: int, offset: int) -> None:
+        """Read ``partition`` from ``offset`` next (a restore replaying from its checkpoint)."""
+        self.consumer.seek(TopicPartition(self.topic, partition), offset)
+        self._sought.add(partition)
+
     def rewind(self) -> list[int]:
         """Seek every assigned partition back to its committed offset; returns the partitions."""
         partitions = sorted(self.consumer.assignment(), key=lambda tp: tp.partition)
@@ -182,12 +192,19 @@ class KafkaSource(Source):
         self.consumer.close()
 
 
+@dataclass
+class RestoredState:
+    applied: int
+    """Changelog records applied."""
+    checkpoint: int | None
+    """The input offset the restored state has reached (its last checkpoint marker's), None without one."""
+
+
 def read_changelog(
     config: KafkaConfig, partition: int, committed: int, apply: Callable[[bytes, bytes | None], None]
-) -> int:
+) -> RestoredState:
     """Replay the committed changelog of one partition from the start to its end, leaving out changes
-    of batches that end past the ``committed`` input offset (they will be processed again); returns
-    the records applied."""
+    of batches that end past the ``committed`` input offset (they will be processed again)."""
     tp = TopicPartition(config.topics.state, partition)
     reader = KafkaConsumer(
         bootstrap_servers=config.bootstrap_servers,
@@ -203,16 +220,20 @@ def read_changelog(
         reader.seek_to_beginning(tp)
         end = reader.end_offsets([tp])[tp]
         deadline = time.monotonic() + RESTORE_TIMEOUT_S
-        applied = 0
+        restored = RestoredState(0, None)
+        marker = f"{partition}|{CHECKPOINT_SUBJECT}".encode()
         while reader.position(tp) < end:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"changelog partition {partition} not restored within {RESTORE_TIMEOUT_S}s")
             for records in reader.poll(timeout_ms=500).values():
                 for record in records:
-                    if _batch_end(record.headers) <= committed:
+                    batch_end = _batch_end(record.headers)
+                    if batch_end <= committed:
                         apply(record.key, record.value)
-                        applied += 1
-        return applied
+                        restored.applied += 1
+                        if record.key == marker:
+                            restored.checkpoint = batch_end
+        return restored
     finally:
         reader.close()
 

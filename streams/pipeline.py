@@ -7,6 +7,7 @@ gives the same findings and actions as a single-partition replay.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -25,9 +26,12 @@ from streams.records import Channel, OutputRecord, SourceRecord
 
 POLICY_STATE = "policy"
 CHANGELOG_BATCH_END = "batch_end"
-"""Header of changelog records: the next input offset after the batch that wrote them. Without
-transactions, state may reach the changelog for a batch whose offsets were not committed; that
-batch is processed again after a restart, so its changes must not be restored twice."""
+"""Header of changelog records: the input offset the state they hold has reached (the next offset after the
+last event it includes). Without transactions, state may reach the changelog for a batch whose offsets were
+not committed; that batch is processed again after a restart, so its changes must not be restored twice."""
+CHECKPOINT_SUBJECT = ""
+"""The subject of a partition's checkpoint marker, written with every checkpoint: its ``batch_end`` is where
+a restore replays the input from, even when the checkpoint had no other record. No account is unnamed."""
 
 
 @dataclass
@@ -51,6 +55,16 @@ class PartitionProcessor:
         self.policy = EnforcementPolicy(config)
         self.watermark_ms = 0
         self._next_sweep_ms: int | None = None
+        self.position = 0
+        """The input offset the state has reached: the next offset after the last record processed."""
+        self.replay_until = 0
+        """After a restore from a checkpoint older than the committed offset: records before this offset are
+        processed again to rebuild the state, but their outputs were committed before and are not emitted."""
+        self._pending: set[str] = set()  # subjects changed since the last checkpoint
+        # When the last checkpoint was, and at which position. None: a processor's first batch writes one at once,
+        # so any offset it commits has a checkpoint at or before it (without one a restore has nothing to replay
+        # from, and would start from the committed offset with fresh state).
+        self._checkpointed_at: tuple[float, int] | None = None
         # Every store, named ``owner/store`` (a detector's name or ``policy``), in a fixed order: the changelog's
         # names. A store object stays the same for the processor's life (a restore refills it).
         owners: list[tuple[str, StateOwner]] = [*((d.name, d) for d in self.detectors), (POLICY_STATE, self.policy)]
@@ -106,15 +120,30 @@ class PartitionProcessor:
         fresh.policy.restore(self.policy.snapshot())
         fresh.watermark_ms = self.watermark_ms
         fresh._next_sweep_ms = self._next_sweep_ms
+        # The changelog goes on where it was: what changed since the last checkpoint still has to be written.
+        fresh.position, fresh.replay_until = self.position, self.replay_until
+        fresh._checkpointed_at = self._checkpointed_at
+        fresh._pending = self._pending.union(*(store.drain_dirty() for _, store in self._stores))
         return fresh
 
     def subject_counts(self) -> dict[str, int]:
         return {detector.name: detector.subject_count() for detector in self.detectors}
 
-    def state_changes(self, batch_end: int) -> list[OutputRecord]:
-        """This batch's state changes: one changelog record per changed subject, keyed ``partition|subject``,
-        holding the subject's state in every store that has it (``owner/store`` → state), or a tombstone
-        once no store does.
+    def checkpoint_due(self, now: float) -> bool:
+        """Whether this batch should write a checkpoint: the interval has passed since the last one and the
+        state has moved, or many subjects are waiting (``kafka.checkpoint_*``)."""
+        self._pending.update(*(store.drain_dirty() for _, store in self._stores))
+        kafka = self.config.kafka
+        if self._checkpointed_at is None or len(self._pending) >= kafka.checkpoint_max_pending:
+            return True
+        at, position = self._checkpointed_at
+        return position != self.position and (now - at) * 1000 >= kafka.checkpoint_interval_ms
+
+    def checkpoint(self, now: float) -> list[OutputRecord]:
+        """The state changes since the last checkpoint: one changelog record per changed subject, keyed
+        ``partition|subject``, holding the subject's state in every store that has it (``owner/store`` →
+        state), or a tombstone once no store does; then the checkpoint marker. All carry the position the
+        state has reached (``batch_end`` header): a restore replays the input from there.
 
         An API key is a subject of the traffic, key-sharing and crawler detectors alike, and an account of
         three stores too: one record for all of them costs one producer send where a record per store
@@ -124,20 +153,28 @@ class PartitionProcessor:
         header), so a restore can leave out changes of a batch whose input offsets were never committed
         (see ``CHANGELOG_BATCH_END``).
         """
-        headers = ((CHANGELOG_BATCH_END, str(batch_end).encode()),)
+        headers = ((CHANGELOG_BATCH_END, str(self.position).encode()),)
         stores = self._stores
-        dirty: set[str] = set().union(*(store.drain_dirty() for _, store in stores))
+        self._pending.update(*(store.drain_dirty() for _, store in stores))
         records = []
-        for subject in sorted(dirty):
+        for subject in sorted(self._pending):
             states = {name: data for name, store in stores if (data := store.dump_of(subject)) is not None}
             key = f"{self.partition}|{subject}".encode()
             value = orjson.dumps(states) if states else None
             records.append(OutputRecord(Channel.STATE, key, value, headers, partition=self.partition))
+        # Not a tombstone: compaction would drop it in time, and a restore would then replay from an
+        # older record's position onto state that already holds what follows it.
+        marker_key = f"{self.partition}|{CHECKPOINT_SUBJECT}".encode()
+        records.append(OutputRecord(Channel.STATE, marker_key, b"{}", headers, partition=self.partition))
+        self._pending.clear()
+        self._checkpointed_at = (now, self.position)
         return records
 
     def apply_state_record(self, key: bytes, value: bytes | None) -> None:
         """Replay one changelog record written by ``state_changes``: the subject's latest state in every store."""
         subject = key.decode().split("|", 1)[1]
+        if subject == CHECKPOINT_SUBJECT:
+            return  # the marker holds no state; its position is read by the restore
         states = {} if value is None else orjson.loads(value)
         for name, store in self._stores:
             store.apply_change(subject, states.get(name))
@@ -185,24 +222,42 @@ class Pipeline:
         result = BatchResult()
         by_partition: dict[int, list[TelemetryEvent]] = {}
         batch_end = result.positions
+        # Per partition being rebuilt after a restore, the offset up to which its records are replayed, and
+        # how many of its events (the first ones: records come in offset order) are replayed.
+        replay_until = {p: processor.replay_until for p, processor in self.processors.items() if processor.replay_until}
+        replayed: dict[int, int] = {}
         for record in records:
             # A source returns each partition's records in offset order: the last one ends the batch.
-            batch_end[record.partition] = record.offset + 1
+            partition = record.partition
+            batch_end[partition] = record.offset + 1
+            replaying = bool(replay_until) and record.offset < replay_until.get(partition, 0)
             try:
                 event = decode_event(record.value)
             except InvalidRecord as error:
                 result.invalid += 1
-                if Channel.DEAD_LETTERS in self.channels:
+                if Channel.DEAD_LETTERS in self.channels and not replaying:
                     result.outputs.append(dead_letter(record, str(error), self.source_name))
                 continue
-            events = by_partition.get(record.partition)
+            events = by_partition.get(partition)
             if events is None:
-                events = by_partition[record.partition] = []
+                events = by_partition[partition] = []
             events.append(event)
+            if replaying:
+                replayed[partition] = len(events)
         result.events = sum(map(len, by_partition.values()))
-        for partition in sorted(by_partition):
+        for partition in sorted(batch_end):
             processor = self.processor(partition)
-            findings, actions = processor.process(by_partition[partition])
+            events = by_partition.get(partition, [])
+            if partition in replayed:
+                processor.process(events[: replayed[partition]])  # their outputs were committed before
+                events = events[replayed[partition] :]
+            findings, actions = processor.process(events)
+            processor.position = batch_end[partition]
+            if processor.replay_until:
+                # Committing less than what was committed before the restore would emit the replayed outputs again.
+                batch_end[partition] = max(batch_end[partition], processor.replay_until)
+                if processor.position >= processor.replay_until:
+                    processor.replay_until = 0
             result.findings.extend(findings)
             result.actions.extend(actions)
             if Channel.FINDINGS in self.channels:
@@ -215,8 +270,14 @@ class Pipeline:
                     OutputRecord(Channel.ACTIONS, a.account_id.encode(), a.model_dump_json().encode())
                     for a in actions
                 )
-            if Channel.STATE in self.channels:
-                result.outputs.extend(processor.state_changes(batch_end[partition]))
+        if Channel.STATE in self.channels:
+            # Every partition, not only this batch's: changes waiting in a partition that went quiet still
+            # get their checkpoint once the interval has passed.
+            now = time.monotonic()
+            for partition in sorted(self.processors):
+                processor = self.processors[partition]
+                if processor.checkpoint_due(now):
+                    result.outputs.extend(processor.checkpoint(now))
         self._count(result)
         return result
 

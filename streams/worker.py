@@ -112,13 +112,20 @@ class KafkaWorker:
     def restore_partition(self, partition: int) -> None:
         processor = self.runner.pipeline.reset_partition(partition)
         committed = self.source.committed_offset(partition)
-        applied = read_changelog(self.config.kafka, partition, committed, processor.apply_state_record)
+        restored = read_changelog(self.config.kafka, partition, committed, processor.apply_state_record)
         # The changelog may predate a reversal this worker has already read; applying it again is idempotent.
         processor.apply_reversals(list(self.runner.pipeline.reversals.values()))
-        metrics.RESTORED_STATE_RECORDS.inc(applied)
+        processor.position, replay = committed, 0
+        if restored.checkpoint is not None and restored.checkpoint < committed:
+            # The state is as of its last checkpoint: the records since then are processed again, silently.
+            processor.position, processor.replay_until = restored.checkpoint, committed
+            self.source.seek(partition, restored.checkpoint)
+            replay = committed - restored.checkpoint
+        metrics.RESTORED_STATE_RECORDS.inc(restored.applied)
         metrics.ASSIGNED_PARTITIONS.set(len(self.runner.pipeline.processors))
         metrics.record_state(self.runner.pipeline)
-        log.info("partition %d assigned: restored %d state records", partition, applied)
+        log.info("partition %d assigned: restored %d state records, replaying %d input records",
+                 partition, restored.applied, replay)
 
     def drop_partition(self, partition: int) -> None:
         self.runner.pipeline.drop_partition(partition)

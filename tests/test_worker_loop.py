@@ -76,6 +76,9 @@ class FakeConsumer:
         self.asked.append((timeout_ms, max_records))
         return self.answers.pop(0) if self.answers else {}
 
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought = (tp, offset)
+
 
 def source(consumer: FakeConsumer, catch_up_ms: int, last_poll_ago_s: float) -> KafkaSource:
     made = KafkaSource.__new__(KafkaSource)
@@ -83,6 +86,7 @@ def source(consumer: FakeConsumer, catch_up_ms: int, last_poll_ago_s: float) -> 
     made.consumer = consumer  # type: ignore[assignment]
     made.assign_hooks, made.revoke_hooks, made.awaiting_restore = [], [], set()
     made._last_poll_end = time.monotonic() - last_poll_ago_s
+    made._sought = set()
     return made
 
 
@@ -94,6 +98,19 @@ def test_after_a_long_batch_the_poll_also_takes_what_arrived_meanwhile_in_offset
     records = source(consumer, catch_up_ms=20, last_poll_ago_s=0.5).poll(10)
     assert [(r.partition, r.offset) for r in records] == [(0, 1), (0, 2), (0, 3), (1, 5), (1, 6)]
     assert consumer.asked == [(500, 10), (20, 7)]  # the second poll waits at most catch_up_ms, for the room left
+
+
+def test_a_restore_that_replays_from_a_checkpoint_drops_what_the_poll_fetched_from_the_committed_offset() -> None:
+    # The join hands P1 over and the poll fetches it from the committed offset (7); its restore finds the state
+    # checkpointed at 4, so 4..6 are processed first and 7 comes again after them.
+    consumer = FakeConsumer([{P0: [Record(1)], P1: [Record(7), Record(8)]}])
+    made = source(consumer, catch_up_ms=0, last_poll_ago_s=0.0)
+    made.topic = "t"
+    made.awaiting_restore = {1}
+    made.assign_hooks.append(lambda partition: made.seek(partition, 4))
+    records = made.poll(10)
+    assert [(r.partition, r.offset) for r in records] == [(0, 1)]
+    assert consumer.sought == (P1, 4)
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+from detectors.state import base64_text
+
 HOURS_PER_DAY = 24
 DAYS_PER_WEEK = 7
 MS_PER_HOUR = 3_600_000
@@ -107,7 +109,7 @@ def _encode_floats(values: array[float]) -> str:
     if sys.byteorder == "big":
         values = array("f", values)
         values.byteswap()
-    return base64.b64encode(values.tobytes()).decode("ascii")
+    return base64_text(values)
 
 
 def _decode_floats(text: str) -> array[float]:

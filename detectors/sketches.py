@@ -10,9 +10,13 @@ from __future__ import annotations
 import base64
 import math
 from array import array
+from bisect import bisect, bisect_left
 from functools import lru_cache
 from hashlib import blake2b
+from itertools import pairwise
 from typing import Any
+
+from detectors.state import base64_text
 
 _HASH_BITS = 64
 _INVERSE_POWERS = tuple(2.0**-rank for rank in range(256))  # 2**-register, looked up rather than computed
@@ -71,7 +75,7 @@ class HyperLogLog:
         return round(estimate)
 
     def dump(self) -> str:
-        return base64.b64encode(bytes(self.registers)).decode("ascii")
+        return base64_text(self.registers)
 
     @classmethod
     def load(cls, data: str) -> HyperLogLog:
@@ -89,7 +93,8 @@ class SlidingDistinct:
     one object, one buffer and the pane starts, not those per kind; a kind with no item in a pane keeps zero
     registers there, which no count or union can tell from a pane it never had. The buffer holds kinds
     ``0 … dimensions - 1`` and widens when a later kind's first item comes, so a caller numbers its kinds
-    commonest first.
+    commonest first. ``starts`` is always ascending (a late event's new pane goes in its place): trimming
+    drops a prefix, and a dump, which every changelog record of a key or account carries, is the buffer as is.
     """
 
     __slots__ = ("dimensions", "pane_ms", "panes", "precision", "registers", "starts")
@@ -121,16 +126,10 @@ class SlidingDistinct:
 
     def _trim(self, now_ms: int) -> None:
         current = now_ms - now_ms % self.pane_ms
-        oldest = current - (self.panes - 1) * self.pane_ms
-        if any(start < oldest for start in self.starts):
-            kept = [k for k, start in enumerate(self.starts) if start >= oldest]
-            self.registers = self._panes_registers(kept)
-            self.starts = array("q", [self.starts[k] for k in kept])
-
-    def _panes_registers(self, panes: list[int]) -> bytearray:
-        """The registers of these panes (by position in ``starts``), in this order, in one buffer."""
-        block = self.dimensions << self.precision
-        return bytearray().join(self.registers[k * block : (k + 1) * block] for k in panes)
+        left = bisect_left(self.starts, current - (self.panes - 1) * self.pane_ms)
+        if left:
+            del self.starts[:left]
+            del self.registers[: left * (self.dimensions << self.precision)]
 
     def add(self, item: str, now_ms: int, dimension: int = 0) -> bool:
         """Count ``item`` of kind ``dimension`` now; returns whether it is (probably) new to the whole window.
@@ -150,9 +149,10 @@ class SlidingDistinct:
                 return False
         else:  # a new pane is the only moment an old one can have left the window
             self._trim(now_ms)
-            at = len(self.starts) * block + offset
-            self.starts.append(current)
-            self.registers.extend(bytes(block))
+            pane = bisect(self.starts, current)
+            self.starts.insert(pane, current)
+            self.registers[pane * block : pane * block] = bytes(block)
+            at = pane * block + offset
         seen = max(self.registers[offset::block])
         self.registers[at] = rank
         return rank > seen
@@ -182,17 +182,14 @@ class SlidingDistinct:
         return HyperLogLog(self.precision, union).count()
 
     def dump(self) -> dict[str, Any]:
-        """Pane starts and all registers in one base64 string, in pane order: this rides in every changelog
-        record of a key or account, so it is one encoding call, not one per pane."""
-        order = sorted(range(len(self.starts)), key=self.starts.__getitem__)
-        registers = self._panes_registers(order)
+        """Pane starts and all registers in one base64 string, in pane order: one encoding call, not one per pane."""
         return {
             "precision": self.precision,
             "pane_ms": self.pane_ms,
             "panes": self.panes,
             "dimensions": self.dimensions,
-            "starts": [self.starts[k] for k in order],
-            "registers": base64.b64encode(registers).decode("ascii"),
+            "starts": self.starts.tolist(),
+            "registers": base64_text(self.registers),
         }
 
     @classmethod
@@ -200,6 +197,8 @@ class SlidingDistinct:
         registers = bytearray(base64.b64decode(data["registers"]))
         if len(registers) != len(data["starts"]) * data["dimensions"] << data["precision"]:
             raise ValueError("sketch registers do not match their panes, kinds and precision")
+        if any(later <= earlier for earlier, later in pairwise(data["starts"])):
+            raise ValueError("sketch pane starts are not in ascending order")
         return cls(
             data["precision"], data["pane_ms"], data["panes"], data["dimensions"], array("q", data["starts"]), registers
         )

@@ -7,7 +7,9 @@ physically swept or not never changes a result: replay and any partitioning agre
 
 from __future__ import annotations
 
+import binascii
 from abc import ABC, abstractmethod
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
@@ -22,6 +24,12 @@ class SubjectState(Protocol):
 
 
 S = TypeVar("S", bound=SubjectState)
+
+
+def base64_text(data: bytes | bytearray | array[Any]) -> str:
+    """Binary state (sketch registers, float arrays) as base64 text in a dump: what ``base64.b64encode`` gives,
+    straight from the buffer, without that function's Python wrapper (dumps run for every changelog record)."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 class SubjectStore(Generic[S]):

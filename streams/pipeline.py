@@ -7,6 +7,7 @@ gives the same findings and actions as a single-partition replay.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -129,15 +130,17 @@ class PartitionProcessor:
     def subject_counts(self) -> dict[str, int]:
         return {detector.name: detector.subject_count() for detector in self.detectors}
 
-    def checkpoint_due(self, now: float) -> bool:
-        """Whether this batch should write a checkpoint: the interval has passed since the last one and the
-        state has moved, or many subjects are waiting (``kafka.checkpoint_*``)."""
+    def checkpoint_overdue(self, now: float) -> float | None:
+        """How long a checkpoint has been due, in seconds: None if it is not (the interval has not passed since
+        the last one, or the state has not moved), infinite if it cannot wait (the first one, or
+        ``kafka.checkpoint_max_pending`` subjects are waiting)."""
         self._pending.update(*(store.drain_dirty() for _, store in self._stores))
         kafka = self.config.kafka
         if self._checkpointed_at is None or len(self._pending) >= kafka.checkpoint_max_pending:
-            return True
+            return math.inf
         at, position = self._checkpointed_at
-        return position != self.position and (now - at) * 1000 >= kafka.checkpoint_interval_ms
+        overdue = now - at - kafka.checkpoint_interval_ms / 1000
+        return overdue if position != self.position and overdue >= 0 else None
 
     def checkpoint(self, now: float) -> list[OutputRecord]:
         """The state changes since the last checkpoint: one changelog record per changed subject, keyed
@@ -271,15 +274,30 @@ class Pipeline:
                     for a in actions
                 )
         if Channel.STATE in self.channels:
-            # Every partition, not only this batch's: changes waiting in a partition that went quiet still
-            # get their checkpoint once the interval has passed.
-            now = time.monotonic()
-            for partition in sorted(self.processors):
-                processor = self.processors[partition]
-                if processor.checkpoint_due(now):
-                    result.outputs.extend(processor.checkpoint(now))
+            self._checkpoint(result.outputs)
         self._count(result)
         return result
+
+    def _checkpoint(self, outputs: list[OutputRecord]) -> None:
+        """Checkpoint every partition that cannot wait, and of the others that are due, the one waiting longest.
+
+        Every partition, not only this batch's: changes waiting in a partition that went quiet still get their
+        checkpoint. One due partition per batch because partitions assigned together fall due together, and
+        writing them all in one batch held that batch up (measured: 1,254 records, 209 ms at 300 accounts,
+        the slowest hits' latency); one per batch spreads them over consecutive batches.
+        """
+        now = time.monotonic()
+        overdue: dict[int, float] = {}
+        for partition in sorted(self.processors):
+            waited = self.processors[partition].checkpoint_overdue(now)
+            if waited is not None:
+                overdue[partition] = waited
+        chosen = [partition for partition, waited in overdue.items() if waited == math.inf]
+        waiting = [partition for partition, waited in overdue.items() if waited != math.inf]
+        if waiting:
+            chosen.append(max(waiting, key=overdue.__getitem__))
+        for partition in sorted(chosen):
+            outputs.extend(self.processors[partition].checkpoint(now))
 
     def _count(self, result: BatchResult) -> None:
         self.totals["events"] += result.events

@@ -3,11 +3,13 @@ and a restore from a checkpoint older than the committed offset replays the inpu
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import orjson
 import pytest
 
+import streams.pipeline
 from models.config import WardenConfig
 from models.telemetry import TelemetryEvent
 from streams.pipeline import CHANGELOG_BATCH_END, CHECKPOINT_SUBJECT, PartitionProcessor, Pipeline
@@ -65,23 +67,42 @@ def test_a_checkpoint_waits_for_the_interval_unless_many_subjects_changed(
 ) -> None:
     config = WardenConfig.model_validate({"kafka": {"checkpoint_interval_ms": 1000, "checkpoint_max_pending": 10**6}})
     processor = PartitionProcessor(0, config, changelog=True)
-    assert processor.checkpoint_due(now=1000.0), "the first batch writes one at once: commits need one before them"
+    assert processor.checkpoint_overdue(now=1000.0) == math.inf, "the first batch writes one: commits need it"
     processor.process(small_events[:100])
     processor.position = 100
     processor.checkpoint(now=1000.0)
     processor.process(small_events[100:200])
     processor.position = 200
-    assert not processor.checkpoint_due(now=1000.9)
-    assert processor.checkpoint_due(now=1001.0)
-    pending = processor.checkpoint(now=1001.0)
+    assert processor.checkpoint_overdue(now=1000.9) is None
+    assert processor.checkpoint_overdue(now=1001.5) == pytest.approx(0.5)
+    pending = processor.checkpoint(now=1001.5)
     assert len(pending) > 2, "the subjects changed by the second batch, and the marker"
-    assert not processor.checkpoint_due(now=5000.0), "the state has not moved since"
+    assert processor.checkpoint_overdue(now=5000.0) is None, "the state has not moved since"
 
     eager = PartitionProcessor(0, config.model_copy(update={"kafka": config.kafka.model_copy(
         update={"checkpoint_max_pending": 5})}), changelog=True)
     eager.process(small_events[:100])
     eager.position = 100
-    assert eager.checkpoint_due(now=0.0), "as many changed subjects as the cap: at once, whatever the interval"
+    assert eager.checkpoint_overdue(now=0.0) == math.inf, "as many changed subjects as the cap: now, interval or not"
+
+
+def test_partitions_due_together_checkpoint_one_per_batch_longest_waiting_first(
+    small_simulation: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(streams.pipeline.time, "monotonic", lambda: clock[0])
+    config = WardenConfig.model_validate({"kafka": {"checkpoint_interval_ms": 1000, "checkpoint_max_pending": 10**6}})
+    pipeline = Pipeline(config, frozenset(Channel))
+    lines = [line for line in small_simulation[0].read_bytes().splitlines() if line.strip()]
+    records = [SourceRecord(line, offset % 3, offset) for offset, line in enumerate(lines)]
+    checkpointed = []
+    for batch, seconds in enumerate([0.0, 2.0, 0.1, 0.1, 0.1]):
+        clock[0] += seconds
+        result = pipeline.process(records[batch * 300 : (batch + 1) * 300])
+        checkpointed.append(sorted({output.partition for output in result.outputs if output.channel is Channel.STATE}))
+    # The first batch checkpoints every partition at once (none may commit without one); 2 s later all three are
+    # due, and they take turns: the longest waiting first (on a tie, the lowest partition), then nothing is due.
+    assert checkpointed == [[0, 1, 2], [0], [1], [2], []]
 
 
 def _outputs(outputs: list[OutputRecord], channel: Channel) -> list[bytes | None]:

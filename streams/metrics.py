@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from detectors.registry import REGISTRY as DETECTOR_REGISTRY
 from streams.pipeline import BatchResult, Pipeline
+from streams.records import Channel
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -56,6 +57,15 @@ ASSIGNED_PARTITIONS = Gauge("warden_assigned_partitions", "Input partitions owne
 RESTORED_STATE_RECORDS = Counter(
     "warden_state_restored_records_total", "Changelog records replayed on partition assignment", registry=REGISTRY
 )
+REPLAYED_INPUT_RECORDS = Counter(
+    "warden_state_replayed_input_records_total",
+    "Input records processed again, without emitting, to bring restored state from its checkpoint to the "
+    "committed offset", registry=REGISTRY,
+)
+CHECKPOINT_RECORDS = Counter(
+    "warden_checkpoint_records_total", "State records written to the changelog at checkpoints (markers included)",
+    registry=REGISTRY,
+)
 LAST_BATCH_EVENT_TIME = Gauge(
     "warden_last_event_time_seconds", "Event time of the newest processed event (unix seconds)", registry=REGISTRY
 )
@@ -82,6 +92,7 @@ def record_batch(result: BatchResult, seconds: float, now_s: float | None = None
         ACTIONS.labels(action.action.value, action.mode.value, detector).inc()
         if now_s is not None:
             EVENT_LAG.labels("action").observe(now_s - action.ts.timestamp())
+    CHECKPOINT_RECORDS.inc(sum(output.channel is Channel.STATE for output in result.outputs))
     TRANSACTIONS.labels("committed").inc()
     BATCH_SECONDS.observe(seconds)
 

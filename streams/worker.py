@@ -122,6 +122,7 @@ class KafkaWorker:
             self.source.seek(partition, restored.checkpoint)
             replay = committed - restored.checkpoint
         metrics.RESTORED_STATE_RECORDS.inc(restored.applied)
+        metrics.REPLAYED_INPUT_RECORDS.inc(replay)
         metrics.ASSIGNED_PARTITIONS.set(len(self.runner.pipeline.processors))
         metrics.record_state(self.runner.pipeline)
         log.info("partition %d assigned: restored %d state records, replaying %d input records",

@@ -17,7 +17,8 @@ from models.finding import Severity
 from streams import metrics
 from streams.cli import main
 from streams.files import JsonlFileSink, JsonlFileSource
-from streams.records import Channel
+from streams.pipeline import BatchResult
+from streams.records import Channel, OutputRecord
 from streams.runner import Runner
 from streams.simulator import SimulationSpec, write_simulation
 
@@ -160,3 +161,13 @@ def test_event_lag_is_observed_only_with_a_wall_clock(small_simulation: tuple[Pa
     assert observed() == before
     findings = replay(2_000_000_000.0)
     assert findings > 0 and observed() - before == findings
+
+
+def test_checkpoint_records_are_counted_and_nothing_else() -> None:
+    def written() -> float:
+        return metrics.REGISTRY.get_sample_value("warden_checkpoint_records_total") or 0.0
+
+    before = written()
+    state, action = OutputRecord(Channel.STATE, b"0|acct", b"{}"), OutputRecord(Channel.ACTIONS, b"acct", b"{}")
+    metrics.record_batch(BatchResult(outputs=[state, action, state]), seconds=0.01)
+    assert written() == before + 2

@@ -124,7 +124,7 @@ class PartitionProcessor:
         # The changelog goes on where it was: what changed since the last checkpoint still has to be written.
         fresh.position, fresh.replay_until = self.position, self.replay_until
         fresh._checkpointed_at = self._checkpointed_at
-        fresh._pending = self._pending.union(*(store.drain_dirty() for _, store in self._stores))
+        fresh._pending = self._changed_since_checkpoint()
         return fresh
 
     def subject_counts(self) -> dict[str, int]:
@@ -134,9 +134,8 @@ class PartitionProcessor:
         """How long a checkpoint has been due, in seconds: None if it is not (the interval has not passed since
         the last one, or the state has not moved), infinite if it cannot wait (the first one, or
         ``kafka.checkpoint_max_pending`` subjects are waiting)."""
-        self._pending.update(*(store.drain_dirty() for _, store in self._stores))
         kafka = self.config.kafka
-        if self._checkpointed_at is None or len(self._pending) >= kafka.checkpoint_max_pending:
+        if self._checkpointed_at is None or len(self._changed_since_checkpoint()) >= kafka.checkpoint_max_pending:
             return math.inf
         at, position = self._checkpointed_at
         overdue = now - at - kafka.checkpoint_interval_ms / 1000
@@ -158,9 +157,8 @@ class PartitionProcessor:
         """
         headers = ((CHANGELOG_BATCH_END, str(self.position).encode()),)
         stores = self._stores
-        self._pending.update(*(store.drain_dirty() for _, store in stores))
         records = []
-        for subject in sorted(self._pending):
+        for subject in sorted(self._changed_since_checkpoint()):
             states = {name: data for name, store in stores if (data := store.dump_of(subject)) is not None}
             key = f"{self.partition}|{subject}".encode()
             value = orjson.dumps(states) if states else None
@@ -173,8 +171,13 @@ class PartitionProcessor:
         self._checkpointed_at = (now, self.position)
         return records
 
+    def _changed_since_checkpoint(self) -> set[str]:
+        """The subjects changed (or gone) since the last checkpoint; the stores' change sets are drained into it."""
+        self._pending.update(*(store.drain_dirty() for _, store in self._stores))
+        return self._pending
+
     def apply_state_record(self, key: bytes, value: bytes | None) -> None:
-        """Replay one changelog record written by ``state_changes``: the subject's latest state in every store."""
+        """Replay one changelog record written by ``checkpoint``: the subject's latest state in every store."""
         subject = key.decode().split("|", 1)[1]
         if subject == CHECKPOINT_SUBJECT:
             return  # the marker holds no state; its position is read by the restore

@@ -303,7 +303,10 @@ class KafkaSink(Sink):
         if not self.config.transactions:
             super().commit(source, positions)
             return
-        self.producer.send_offsets_to_transaction(self.source.offsets(positions), self.source.consumer.group_metadata())
+        if positions:  # a checkpoint of its own (a clean stop) consumes nothing
+            self.producer.send_offsets_to_transaction(
+                self.source.offsets(positions), self.source.consumer.group_metadata()
+            )
         self.producer.commit_transaction()
         self._open = False
 

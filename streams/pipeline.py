@@ -141,6 +141,14 @@ class PartitionProcessor:
         overdue = now - at - kafka.checkpoint_interval_ms / 1000
         return overdue if position != self.position and overdue >= 0 else None
 
+    def moved_since_checkpoint(self) -> bool:
+        """Whether a checkpoint now would hold anything new: input processed or state changed since the last."""
+        return (
+            self._checkpointed_at is None
+            or self._checkpointed_at[1] != self.position
+            or bool(self._changed_since_checkpoint())
+        )
+
     def checkpoint(self, now: float) -> list[OutputRecord]:
         """The state changes since the last checkpoint: one changelog record per changed subject, keyed
         ``partition|subject``, holding the subject's state in every store that has it (``owner/store`` →
@@ -301,6 +309,17 @@ class Pipeline:
             chosen.append(max(waiting, key=overdue.__getitem__))
         for partition in sorted(chosen):
             outputs.extend(self.processors[partition].checkpoint(now))
+
+    def checkpoint_all(self) -> list[OutputRecord]:
+        """A checkpoint of every partition that moved since its last one, whether due or not: on a clean stop,
+        so that whoever takes the partitions next has nothing to process again."""
+        now = time.monotonic()
+        return [
+            record
+            for partition in sorted(self.processors)
+            if self.processors[partition].moved_since_checkpoint()
+            for record in self.processors[partition].checkpoint(now)
+        ]
 
     def _count(self, result: BatchResult) -> None:
         self.totals["events"] += result.events

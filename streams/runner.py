@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from models.config import WardenConfig
 from streams import metrics
 from streams.pipeline import BatchResult, Pipeline
+from streams.records import Channel
 from streams.sink import Sink
 from streams.source import Source
 
@@ -66,20 +68,38 @@ class Runner:
         if not records:
             return None
         started = time.perf_counter()
-        self.sink.begin()
-        try:
+        with self._transaction():
             result = self.pipeline.process(records)
             for output in result.outputs:
                 self.sink.add(output)
             self.sink.commit(self.source, result.positions)
-        except BaseException:
-            metrics.TRANSACTIONS.labels("aborted").inc()
-            self.sink.abort()
-            raise
         metrics.record_batch(result, time.perf_counter() - started, self.wall_clock() if self.wall_clock else None)
         metrics.record_state(self.pipeline)
         self.summary.add(result)
         return result
+
+    def checkpoint_all(self) -> None:
+        """Write a checkpoint of every partition's state now, in a transaction of its own (a clean stop)."""
+        if Channel.STATE not in self.sink.channels():
+            return
+        records = self.pipeline.checkpoint_all()
+        if not records:
+            return
+        with self._transaction():
+            for record in records:
+                self.sink.add(record)
+            self.sink.commit(self.source, {})
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One commit point: what is added inside goes out with the commit, or not at all."""
+        self.sink.begin()
+        try:
+            yield
+        except BaseException:
+            metrics.TRANSACTIONS.labels("aborted").inc()
+            self.sink.abort()
+            raise
 
     def run_to_end(self, on_batch: ProgressCallback | None = None) -> RunSummary:
         """Process until the source is exhausted (files); a live source is driven by its own loop."""

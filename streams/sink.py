@@ -34,7 +34,8 @@ class Sink(ABC):
     def commit(self, source: Source, positions: dict[int, int]) -> None:
         """The commit point: outputs first, then the positions, so a crash repeats rather than loses."""
         self.flush()
-        source.commit(positions)
+        if positions:
+            source.commit(positions)
 
     def abort(self) -> None:  # noqa: B027 - only transactional sinks can take records back
         """Give up the open batch."""

@@ -105,6 +105,21 @@ def test_partitions_due_together_checkpoint_one_per_batch_longest_waiting_first(
     assert checkpointed == [[0, 1, 2], [0], [1], [2], []]
 
 
+def test_a_clean_stop_checkpoints_every_partition_that_moved_due_or_not(small_simulation: tuple[Path, Path]) -> None:
+    rarely = {"checkpoint_interval_ms": 600_000, "checkpoint_max_pending": 10**6}
+    config = WardenConfig.model_validate({"kafka": rarely})
+    pipeline = Pipeline(config, frozenset(Channel))
+    lines = [line for line in small_simulation[0].read_bytes().splitlines() if line.strip()]
+    records = [SourceRecord(line, offset % 2, offset) for offset, line in enumerate(lines[:600])]
+    pipeline.process(records[:300])  # the first checkpoints
+    assert not _outputs(pipeline.process(records[300:]).outputs, Channel.STATE), "not due for ten minutes"
+    final = pipeline.checkpoint_all()
+    markers = {record.partition: dict(record.headers)[CHANGELOG_BATCH_END] for record in final
+               if record.key is not None and record.key.endswith(b"|")}
+    assert markers == {0: b"599", 1: b"600"}, "each partition's marker at the position it reached"
+    assert pipeline.checkpoint_all() == [], "nothing moved since"
+
+
 def _outputs(outputs: list[OutputRecord], channel: Channel) -> list[bytes | None]:
     return [output.value for output in outputs if output.channel is channel]
 

@@ -104,6 +104,26 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(telemetry: Telemet
     assert any(count > 0 for count in replayed), "no restore replayed input: the checkpoint path went untested"
 
 
+def test_a_clean_stop_leaves_nothing_to_replay(telemetry: Telemetry, tmp_path: Path) -> None:
+    events, _, _ = telemetry
+    deployment = Deployment(tmp_path, batch_size=200)
+    deployment.produce_lines(events.read_bytes().splitlines()[:5000])
+    worker = deployment.start_worker("clean")
+    deployment.wait_until_consumed()
+    assert stop_worker(worker) == 0
+    worker = deployment.start_worker("clean")
+    log_path = tmp_path / "worker-clean.log"
+    pattern = rb"partition \d+ assigned: restored (\d+) state records, replaying (\d+) input records"
+    deadline = time.monotonic() + 60
+    while len(re.findall(pattern, log_path.read_bytes())) < 8 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stop_worker(worker)
+    first, second = re.findall(pattern, log_path.read_bytes())[:4], re.findall(pattern, log_path.read_bytes())[4:8]
+    assert [int(replayed) for _, replayed in first] == [0, 0, 0, 0], "the first start had no committed input"
+    assert sum(int(restored) for restored, _ in second) > 0, "the restart must restore the state it checkpointed"
+    assert [int(replayed) for _, replayed in second] == [0, 0, 0, 0], "a clean stop checkpoints everything"
+
+
 def test_broker_restart_mid_stream_loses_nothing(telemetry: Telemetry, tmp_path: Path) -> None:
     events, actions, _ = telemetry
     deployment = Deployment(tmp_path, batch_size=200)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,6 +81,19 @@ class Deployment:
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )
 
+    def wait_for_restores(self, instance: str, count: int, timeout_s: float = 60.0) -> list[tuple[int, int]]:
+        """Wait until a worker's log shows ``count`` partition restores; (state records, input records replayed)
+        of each, in order."""
+        log = self.directory / f"worker-{instance}.log"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            restores = [(int(restored), int(replayed)) for restored, replayed in RESTORE_LINE.findall(log.read_bytes())]
+            if len(restores) >= count:
+                return restores
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker {instance}: {len(restores)} of {count} restores in {timeout_s}s")
+            time.sleep(0.2)
+
     def produce_lines(self, lines: list[bytes], keyed: bool = True) -> None:
         """Produce raw telemetry lines, keyed by account_id as the gateway does (junk gets no key)."""
         producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=20, acks="all")
@@ -140,6 +154,9 @@ class Deployment:
             return out
         finally:
             consumer.close()
+
+
+RESTORE_LINE = re.compile(rb"partition \d+ assigned: restored (\d+) state records, replaying (\d+) input records")
 
 
 def stop_worker(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.kafka_support import Deployment, broker, sorted_values, stop_worker
+from tests.integration.kafka_support import RESTORE_LINE, Deployment, broker, sorted_values, stop_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("kafka_broker")]
 
@@ -99,9 +99,8 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(telemetry: Telemet
     assert sorted_values(deployment.read_committed("findings")) == findings
     # State is checkpointed every second, not every batch: some restarts must have rebuilt it by processing
     # the input since their partition's checkpoint again (silently, or the comparisons above would fail).
-    log = (tmp_path / "worker-crashy.log").read_bytes()
-    replayed = [int(count) for count in re.findall(rb"replaying (\d+) input records", log)]
-    assert any(count > 0 for count in replayed), "no restore replayed input: the checkpoint path went untested"
+    restores = RESTORE_LINE.findall((tmp_path / "worker-crashy.log").read_bytes())
+    assert any(int(replayed) > 0 for _, replayed in restores), "no restore replayed input: checkpoints went untested"
 
 
 def test_a_clean_stop_leaves_nothing_to_replay(telemetry: Telemetry, tmp_path: Path) -> None:
@@ -112,16 +111,12 @@ def test_a_clean_stop_leaves_nothing_to_replay(telemetry: Telemetry, tmp_path: P
     deployment.wait_until_consumed()
     assert stop_worker(worker) == 0
     worker = deployment.start_worker("clean")
-    log_path = tmp_path / "worker-clean.log"
-    pattern = rb"partition \d+ assigned: restored (\d+) state records, replaying (\d+) input records"
-    deadline = time.monotonic() + 60
-    while len(re.findall(pattern, log_path.read_bytes())) < 8 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    restores = deployment.wait_for_restores("clean", 8)
     stop_worker(worker)
-    first, second = re.findall(pattern, log_path.read_bytes())[:4], re.findall(pattern, log_path.read_bytes())[4:8]
-    assert [int(replayed) for _, replayed in first] == [0, 0, 0, 0], "the first start had no committed input"
-    assert sum(int(restored) for restored, _ in second) > 0, "the restart must restore the state it checkpointed"
-    assert [int(replayed) for _, replayed in second] == [0, 0, 0, 0], "a clean stop checkpoints everything"
+    first, second = restores[:4], restores[4:8]
+    assert [replayed for _, replayed in first] == [0, 0, 0, 0], "the first start had no committed input"
+    assert sum(restored for restored, _ in second) > 0, "the restart must restore the state it checkpointed"
+    assert [replayed for _, replayed in second] == [0, 0, 0, 0], "a clean stop checkpoints everything"
 
 
 def test_broker_restart_mid_stream_loses_nothing(telemetry: Telemetry, tmp_path: Path) -> None:
@@ -143,8 +138,12 @@ def test_failover_to_a_second_worker_restores_state(telemetry: Telemetry, tmp_pa
     events, actions, findings = telemetry
     lines = events.read_bytes().splitlines()
     deployment = Deployment(tmp_path, batch_size=200)
-    first, second = deployment.start_worker("one"), deployment.start_worker("two")
-    time.sleep(8)  # both join the group and split the partitions
+    # One after the other: two kafka-python consumers joining a new group at the same moment sometimes left the
+    # group's leader hung after its SyncGroup (seen 2 in ~8 runs, with no partitions split to fail over).
+    first = deployment.start_worker("one")
+    deployment.wait_for_restores("one", 4)
+    second = deployment.start_worker("two")
+    deployment.wait_for_restores("two", 1)  # the rebalance split the partitions
     deployment.produce_lines(lines[: len(lines) // 2])
     time.sleep(3)
     first.kill()
@@ -152,9 +151,8 @@ def test_failover_to_a_second_worker_restores_state(telemetry: Telemetry, tmp_pa
     deployment.produce_lines(lines[len(lines) // 2 :])
     deployment.wait_until_consumed(timeout_s=300)
     stop_worker(second)
-    log = (tmp_path / "worker-two.log").read_bytes()
-    restored = re.findall(rb"partition \d+ assigned: restored (\d+) state records", log)
-    assert any(int(count) > 0 for count in restored), "the survivor must restore the dead worker's partition state"
+    restored = RESTORE_LINE.findall((tmp_path / "worker-two.log").read_bytes())
+    assert any(int(count) > 0 for count, _ in restored), "the survivor must restore the dead worker's partition state"
     got = sorted_values(deployment.read_committed("actions"))
     assert len(got) == len(set(got))
     assert got == actions

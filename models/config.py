@@ -453,9 +453,9 @@ class KafkaConfig(_Section):
     )
     checkpoint_max_pending: int = Field(
         default=500, ge=1,
-        description="A checkpoint also comes as soon as this many subjects of a partition have changed since the "
+        description="A checkpoint is due sooner once this many subjects of a partition have changed since the "
         "last one: a larger one holds its batch up (~0.1 ms a subject with kafka-python's send), and with many "
-        "distinct subjects waiting would save little",
+        "distinct subjects waiting would save little. One due partition writes per batch, the fullest first",
     )
     security: KafkaSecurityConfig = KafkaSecurityConfig()
 

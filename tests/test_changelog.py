@@ -3,7 +3,6 @@ and a restore from a checkpoint older than the committed offset replays the inpu
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import orjson
@@ -12,7 +11,15 @@ import pytest
 import streams.pipeline
 from models.config import WardenConfig
 from models.telemetry import TelemetryEvent
-from streams.pipeline import CHANGELOG_BATCH_END, CHECKPOINT_SUBJECT, PartitionProcessor, Pipeline
+from streams.pipeline import (
+    CHANGELOG_BATCH_END,
+    CHECKPOINT_DUE,
+    CHECKPOINT_FULL,
+    CHECKPOINT_MUST,
+    CHECKPOINT_SUBJECT,
+    PartitionProcessor,
+    Pipeline,
+)
 from streams.records import Channel, OutputRecord, SourceRecord
 
 MARKER = f"0|{CHECKPOINT_SUBJECT}".encode()
@@ -67,23 +74,27 @@ def test_a_checkpoint_waits_for_the_interval_unless_many_subjects_changed(
 ) -> None:
     config = WardenConfig.model_validate({"kafka": {"checkpoint_interval_ms": 1000, "checkpoint_max_pending": 10**6}})
     processor = PartitionProcessor(0, config, changelog=True)
-    assert processor.checkpoint_overdue(now=1000.0) == math.inf, "the first batch writes one: commits need it"
+    assert processor.checkpoint_urgency(now=1000.0) == (CHECKPOINT_MUST, 0.0), "commits need a first checkpoint"
     processor.process(small_events[:100])
     processor.position = 100
     processor.checkpoint(now=1000.0)
     processor.process(small_events[100:200])
     processor.position = 200
-    assert processor.checkpoint_overdue(now=1000.9) is None
-    assert processor.checkpoint_overdue(now=1001.5) == pytest.approx(0.5)
+    assert processor.checkpoint_urgency(now=1000.9) is None
+    assert processor.checkpoint_urgency(now=1001.5) == (CHECKPOINT_DUE, pytest.approx(0.5))
     pending = processor.checkpoint(now=1001.5)
     assert len(pending) > 2, "the subjects changed by the second batch, and the marker"
-    assert processor.checkpoint_overdue(now=5000.0) is None, "the state has not moved since"
+    assert processor.checkpoint_urgency(now=5000.0) is None, "the state has not moved since"
 
     eager = PartitionProcessor(0, config.model_copy(update={"kafka": config.kafka.model_copy(
         update={"checkpoint_max_pending": 5})}), changelog=True)
     eager.process(small_events[:100])
     eager.position = 100
-    assert eager.checkpoint_overdue(now=0.0) == math.inf, "as many changed subjects as the cap: now, interval or not"
+    eager.checkpoint(now=0.0)
+    eager.process(small_events[100:200])
+    eager.position = 200
+    pressing = eager.checkpoint_urgency(now=0.0)
+    assert pressing is not None and pressing[0] == CHECKPOINT_FULL and pressing[1] >= 5, "the cap passed: due now"
 
 
 def test_partitions_due_together_checkpoint_one_per_batch_longest_waiting_first(
@@ -103,6 +114,20 @@ def test_partitions_due_together_checkpoint_one_per_batch_longest_waiting_first(
     # The first batch checkpoints every partition at once (none may commit without one); 2 s later all three are
     # due, and they take turns: the longest waiting first (on a tie, the lowest partition), then nothing is due.
     assert checkpointed == [[0, 1, 2], [0], [1], [2], []]
+
+
+def test_partitions_full_at_once_also_take_turns(small_simulation: tuple[Path, Path]) -> None:
+    config = WardenConfig.model_validate({"kafka": {"checkpoint_interval_ms": 600_000, "checkpoint_max_pending": 5}})
+    pipeline = Pipeline(config, frozenset(Channel))
+    lines = [line for line in small_simulation[0].read_bytes().splitlines() if line.strip()]
+    records = [SourceRecord(line, offset % 3, offset) for offset, line in enumerate(lines[:1500])]
+    written = []
+    for start in range(0, len(records), 300):
+        result = pipeline.process(records[start : start + 300])
+        written.append(sorted({output.partition for output in result.outputs if output.channel is Channel.STATE}))
+    assert written[0] == [0, 1, 2], "first checkpoints cannot wait"
+    assert all(len(partitions) == 1 for partitions in written[1:]), "every partition is past the cap: one a batch"
+    assert {partition for partitions in written[1:] for partition in partitions} == {0, 1, 2}, "they take turns"
 
 
 def test_a_clean_stop_checkpoints_every_partition_that_moved_due_or_not(small_simulation: tuple[Path, Path]) -> None:

@@ -319,7 +319,9 @@ class Pipeline:
 
     def checkpoint_all(self) -> list[OutputRecord]:
         """A checkpoint of every partition that moved since its last one, whether due or not: on a clean stop,
-        so that whoever takes the partitions next has nothing to process again."""
+        so that whoever takes the partitions next has nothing to process again. Nothing without a changelog."""
+        if Channel.STATE not in self.channels:
+            return []
         now = time.monotonic()
         return [
             record

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from models.config import WardenConfig
 from streams import metrics
 from streams.pipeline import BatchResult, Pipeline
-from streams.records import Channel
 from streams.sink import Sink
 from streams.source import Source
 
@@ -80,8 +79,6 @@ class Runner:
 
     def checkpoint_all(self) -> None:
         """Write a checkpoint of every partition's state now, in a transaction of its own (a clean stop)."""
-        if Channel.STATE not in self.sink.channels():
-            return
         records = self.pipeline.checkpoint_all()
         if not records:
             return

@@ -355,7 +355,6 @@ def _send_and_read(
     for tp in partitions:
         reader.position(tp)
     latencies: list[float] = []
-    sent_at: list[float] = []  # each timed hit's send time, the same order
     stop = threading.Event()
 
     def read() -> None:
@@ -367,7 +366,6 @@ def _send_and_read(
                     if workload.is_hit(action["account_id"]):
                         sent = datetime.fromisoformat(action["ts"].replace("Z", "+00:00")).timestamp()
                         latencies.append(arrived - sent)
-                        sent_at.append(sent)
 
     reader_thread = threading.Thread(target=read, daemon=True)
     reader_thread.start()
@@ -389,7 +387,7 @@ def _send_and_read(
     stop.set()
     reader_thread.join(10)
     reader.close()
-    conn.send({"latencies": latencies, "sent_at": sent_at, "hits": workload.count // HIT_EVERY,
+    conn.send({"latencies": latencies, "hits": workload.count // HIT_EVERY,
                "events": workload.count, "sending_from": sending_from, "sending_to": sending_to,
                "load_cpu_share": load_cpu})
 

@@ -411,9 +411,9 @@ def _live(worker: KafkaWorker, topics: dict[str, str], population: str, phase: s
     if not receiving.poll():
         raise RuntimeError(f"the load process exited with {load.exitcode} before reporting")
     report: dict[str, Any] = receiving.recv()
-    sending = [sample for sample in cpu if report["sending_from"] <= sample[0] <= report["sending_to"]]
+    during = [sample for sample in cpu if report["sending_from"] <= sample[0] <= report["sending_to"]]
     report["worker_cpu_share"] = (
-        (sending[-1][1] - sending[0][1]) / (sending[-1][0] - sending[0][0]) if len(sending) > 1 else float("nan"))
+        (during[-1][1] - during[0][1]) / (during[-1][0] - during[0][0]) if len(during) > 1 else float("nan"))
     load.join(10)
     while worker.turn() is not None:  # whatever is left, so the next phase starts caught up
         pass

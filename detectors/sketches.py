@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import math
 from array import array
-from bisect import bisect, bisect_left
+from bisect import bisect_left
 from functools import lru_cache
 from hashlib import blake2b
 from itertools import pairwise
@@ -143,13 +143,14 @@ class SlidingDistinct:
         index, rank = _position(item, self.precision)
         offset = (dimension << self.precision) + index
         block = self.dimensions << self.precision
-        if current in self.starts:
-            at = self.starts.index(current) * block + offset
+        pane = bisect_left(self.starts, current)
+        if pane < len(self.starts) and self.starts[pane] == current:
+            at = pane * block + offset
             if rank <= self.registers[at]:  # a repeat within the pane, by far the commonest case
                 return False
         else:  # a new pane is the only moment an old one can have left the window
             self._trim(now_ms)
-            pane = bisect(self.starts, current)
+            pane = bisect_left(self.starts, current)
             self.starts.insert(pane, current)
             self.registers[pane * block : pane * block] = bytes(block)
             at = pane * block + offset

@@ -127,42 +127,16 @@ def bench_embedded(workdir: Path, accounts: int, hours: float, repeats: int = 3)
 # --------------------------------------------------------------------------- kafka
 
 
-BROKER_DIR = Path(f"/tmp/warden-kafka-bench-{KAFKA_PORT}")
-
-
 def _broker(command: str) -> None:
     """The harness's own broker. ``start`` starts it on an empty state dir and ``stop`` deletes that dir: every run
     makes topics of its own, and a broker that kept them all (3,600 partitions, 24 GB after some days of runs)
     did its background work on them during measurements, and then took longer to start than kafka.sh waits."""
     env = {**os.environ, "WARDEN_KAFKA_PORT": str(KAFKA_PORT), "WARDEN_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
-           "WARDEN_KAFKA_DIR": str(BROKER_DIR)}
+           "WARDEN_KAFKA_DIR": f"/tmp/warden-kafka-bench-{KAFKA_PORT}"}
     script = ["bash", str(REPO / "deploy/kafka/kafka.sh")]
     subprocess.run([*script, "wipe"], env=env, check=True)  # stops it too
     if command == "start":
         subprocess.run([*script, "start"], env=env, check=True)
-        if PINNED is not None:
-            _pin_process(int((BROKER_DIR / "kafka.pid").read_text()), PINNED.others)
-
-
-@dataclass(frozen=True)
-class Pinning:
-    """The issue's targets are for one core of a 2-core machine: the measured side (Warden's worker, the bare
-    consumer, the quixstreams app) runs on ``measured``, the broker and the load generator on ``others``, so
-    that they do not take the measured side's core from it (unpinned, they did: the worker's p99 varied
-    twice as much from run to run)."""
-
-    measured: frozenset[int]
-    others: frozenset[int]
-
-
-PINNED: Pinning | None = None
-"""Set by ``main`` unless ``--no-pin`` or a single core."""
-
-
-def _pin_process(pid: int, cpus: frozenset[int]) -> None:
-    """Every thread of process ``pid`` onto ``cpus`` (``sched_setaffinity`` moves one thread; a JVM has many)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), cpus)
 
 
 KAFKA_OPTIONS: dict[str, Any] = {}
@@ -372,16 +346,13 @@ class LatencyWorkload:
 
 
 def _send_and_read(
-    topics: dict[str, str], population: str, phase: str, accounts: int, rate: float, seconds: float,
-    pinned: Pinning | None, conn: Any,
+    topics: dict[str, str], population: str, phase: str, accounts: int, rate: float, seconds: float, conn: Any
 ) -> None:
     """A live phase, in its own process so that sending and reading do not take the worker's GIL: send at
     ``rate`` with event time = the wall clock at send, and time each hit's committed action (read_committed).
     Reports the wall-clock window it sent in, so the worker can count what it processed meanwhile."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    if pinned is not None:
-        os.sched_setaffinity(0, pinned.others)  # before the clients start their threads, which inherit it
     workload = LatencyWorkload(population, phase, seed=2, accounts=accounts)
     reader = KafkaConsumer(bootstrap_servers=BOOTSTRAP, isolation_level="read_committed", enable_auto_commit=False)
     partitions = [TopicPartition(topics["actions"], p) for p in sorted(reader.partitions_for_topic(topics["actions"]))]
@@ -434,8 +405,7 @@ def _live(worker: KafkaWorker, topics: dict[str, str], population: str, phase: s
     spawn = multiprocessing.get_context("spawn")  # not fork: the worker's client threads must stay here
     receiving, sending = spawn.Pipe(duplex=False)
     load = spawn.Process(
-        target=_send_and_read, args=(topics, population, phase, accounts, rate, seconds, PINNED, sending),
-        daemon=True)
+        target=_send_and_read, args=(topics, population, phase, accounts, rate, seconds, sending), daemon=True)
     load.start()
     batches: list[tuple[float, int]] = []
     cpu: list[tuple[float, float]] = []  # (wall clock, this process's CPU seconds) after each turn
@@ -626,9 +596,6 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--hours", type=float, default=6.0)
     parser.add_argument("--json", default="benchmarks/results.json")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="leave processes where the OS puts them (default: the measured side on core 0, the "
-                        "broker and the load on the others)")
     parser.add_argument("--kafka", action="append", default=[], metavar="NAME=VALUE",
                         help="a kafka config setting for the workers, e.g. checkpoint_interval_ms=0; repeatable")
     args = parser.parse_args()
@@ -636,12 +603,6 @@ def main() -> None:
         name, _, value = option.partition("=")
         KAFKA_OPTIONS[name] = yaml.safe_load(value)
     wanted = set(args.only.split(","))
-    cores = os.sched_getaffinity(0)
-    if not args.no_pin and len(cores) > 1:
-        global PINNED
-        measured = min(cores)
-        PINNED = Pinning(frozenset({measured}), frozenset(cores - {measured}))
-        os.sched_setaffinity(0, PINNED.measured)  # this process runs the measured side; its children inherit it
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as scratch:
         workdir = Path(scratch)
@@ -663,8 +624,6 @@ def main() -> None:
             rows += bench_rss()
     cpu = platform.processor() or platform.machine()
     machine = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    if PINNED is not None:
-        machine += f"; measured side on cores {sorted(PINNED.measured)}, broker and load on {sorted(PINNED.others)}"
     print(f"machine: {machine}; {datetime.now(UTC):%Y-%m-%d}")
     print(render(rows))
     Path(args.json).write_text(json.dumps({"machine": machine, "rows": [

@@ -11,7 +11,7 @@ import joblib
 import pytest
 
 from detectors.minor_safety import MinorSafetyDetector
-from detectors.minor_safety.detector import redact
+from detectors.minor_safety.detector import redact, shared_scorer
 from detectors.minor_safety.model import MODEL_VERSION, load_model
 from detectors.minor_safety.normalise import plain_form
 from detectors.minor_safety.scoring import PromptScorer
@@ -255,3 +255,16 @@ def test_the_score_cache_is_bounded_and_can_be_turned_off() -> None:
     off.score_batch(prompts)
     off.score_batch(prompts)
     assert off.cache_hits == 0
+
+
+def test_detectors_with_the_same_settings_share_one_score_cache() -> None:
+    """A worker's partitions each have a detector; a prompt resent to any of them is scored once."""
+    first, second = MinorSafetyDetector(CONFIG, StateConfig()), MinorSafetyDetector(CONFIG, StateConfig())
+    assert first.scorer is second.scorer is shared_scorer(CONFIG)
+    prompt = "a sunlit harbour at dawn, shared preset number seven"
+    before = first.scorer.cache_hits
+    first.scorer.score(prompt)
+    assert second.scorer.score(prompt) == SCORER.score(prompt)
+    assert first.scorer.cache_hits == before + 1
+    other = MinorSafetyDetector(MinorSafetyConfig(score_cache_size=8), StateConfig())
+    assert other.scorer is not first.scorer  # other settings, other scores: a scorer of their own

@@ -11,6 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakValueDictionary
 
 from detectors.base import Detector, new_store
 from detectors.minor_safety.model import MODEL_VERSION, load_model
@@ -46,6 +47,26 @@ def redact(text: str, keep: int = 24) -> str:
     return masked + ("…" if len(text) > keep else "")
 
 
+_SCORERS: WeakValueDictionary[str, PromptScorer] = WeakValueDictionary()
+
+
+def shared_scorer(config: MinorSafetyConfig) -> PromptScorer:
+    """The scorer, and so the score cache, of every detector in this process with these settings.
+
+    A worker runs one detector per partition it owns, and clients resend the same prompts whatever
+    partition their account hashes to (templates, shared presets), while a score depends only on the
+    prompt and the settings: one cache then scores a resent prompt once instead of once a partition
+    (four partitions of the 139k-event benchmark replay: 8,540 prompts scored afresh, 2,417 with one cache).
+    Held weakly, so a scorer goes with the last detector using it (after a reload that changed it).
+    """
+    key = config.model_dump_json()
+    scorer = _SCORERS.get(key)
+    if scorer is None:
+        scorer = PromptScorer(config, load_model() if config.learned_model else None)
+        _SCORERS[key] = scorer
+    return scorer
+
+
 class MinorSafetyDetector(Detector):
     """One clear hit is a critical finding; repeated near-threshold prompts from one account escalate."""
 
@@ -55,7 +76,7 @@ class MinorSafetyDetector(Detector):
 
     def __init__(self, config: MinorSafetyConfig, state: StateConfig) -> None:
         self.config = config
-        self.scorer = PromptScorer(config, load_model() if config.learned_model else None)
+        self.scorer = shared_scorer(config)
         # Only accounts with near-threshold prompts hold state: benign traffic costs no memory here.
         self.accounts: SubjectStore[AccountNearHits] = new_store(AccountNearHits, AccountNearHits.load, state)
         # Scores of the current batch by event id, filled by ``prepare`` and consumed by ``observe``.

@@ -17,7 +17,7 @@ from kafka.errors import TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from models.config import KafkaConfig
-from streams.pipeline import CHANGELOG_BATCH_END, CHECKPOINT_SUBJECT
+from streams.pipeline import CHANGELOG_BATCH_END, CHECKPOINT_SUBJECT, changelog_key
 from streams.records import Channel, OutputRecord, SourceRecord
 from streams.sink import Sink
 from streams.source import Source
@@ -221,7 +221,7 @@ def read_changelog(
         end = reader.end_offsets([tp])[tp]
         deadline = time.monotonic() + RESTORE_TIMEOUT_S
         restored = RestoredState(0, None)
-        marker = f"{partition}|{CHECKPOINT_SUBJECT}".encode()
+        marker = changelog_key(partition, CHECKPOINT_SUBJECT)
         while reader.position(tp) < end:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"changelog partition {partition} not restored within {RESTORE_TIMEOUT_S}s")

@@ -36,6 +36,11 @@ CHECKPOINT_SUBJECT = ""
 a restore replays the input from, even when the checkpoint had no other record. No account is unnamed."""
 
 
+def changelog_key(partition: int, subject: str) -> bytes:
+    """The changelog key of one subject of one partition (``CHECKPOINT_SUBJECT``: the partition's marker)."""
+    return f"{partition}|{subject}".encode()
+
+
 @dataclass
 class BatchResult:
     outputs: list[OutputRecord] = field(default_factory=list)
@@ -172,12 +177,12 @@ class PartitionProcessor:
         records = []
         for subject in sorted(self._changed_since_checkpoint()):
             states = {name: data for name, store in stores if (data := store.dump_of(subject)) is not None}
-            key = f"{self.partition}|{subject}".encode()
             value = orjson.dumps(states) if states else None
+            key = changelog_key(self.partition, subject)
             records.append(OutputRecord(Channel.STATE, key, value, headers, partition=self.partition))
         # Not a tombstone: compaction would drop it in time, and a restore would then replay from an
         # older record's position onto state that already holds what follows it.
-        marker_key = f"{self.partition}|{CHECKPOINT_SUBJECT}".encode()
+        marker_key = changelog_key(self.partition, CHECKPOINT_SUBJECT)
         records.append(OutputRecord(Channel.STATE, marker_key, b"{}", headers, partition=self.partition))
         self._pending.clear()
         self._checkpointed_at = (now, self.position)

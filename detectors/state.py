@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any, Generic, Protocol, TypeVar
 
 
@@ -24,6 +25,10 @@ class SubjectState(Protocol):
 
 
 S = TypeVar("S", bound=SubjectState)
+
+
+def _no_checkpoint(subject: str) -> None:
+    """``SubjectStore.before_change`` of a store without a changelog: never called, as nothing is unwritten."""
 
 
 def base64_text(data: bytes | bytearray | array[Any]) -> str:
@@ -50,6 +55,10 @@ class SubjectStore(Generic[S]):
         self._dirty: set[str] = set()
         # Off unless a changelog consumes the changes: a replay need not remember what it touched.
         self.track_changes = False
+        self.unwritten: AbstractSet[str] = frozenset()
+        """Subjects a checkpoint under way has yet to write: ``before_change`` is called with one of them
+        before the store changes or drops it (the changelog copies it then)."""
+        self.before_change: Callable[[str], None] = _no_checkpoint
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -63,12 +72,17 @@ class SubjectStore(Generic[S]):
 
     def touch(self, subject: str, now_ms: int) -> S:
         """The subject's state, fresh if it is new or idle past the TTL; marks it recently used and dirty."""
+        if subject in self.unwritten:
+            self.before_change(subject)
         state = self._states.get(subject)
         if state is None or now_ms - state.last_seen_ms > self.idle_ttl_ms:
             state = self._factory(now_ms)
             self._states[subject] = state
             if len(self._states) > self.max_subjects:
-                dropped, _ = self._states.popitem(last=False)
+                dropped = next(iter(self._states))
+                if dropped in self.unwritten:
+                    self.before_change(dropped)
+                del self._states[dropped]
                 self.evicted += 1
                 if self.track_changes:
                     self._dirty.add(dropped)
@@ -82,6 +96,8 @@ class SubjectStore(Generic[S]):
         """Forget subjects idle past the TTL at this event time; returns how many went."""
         stale = [s for s, st in self._states.items() if watermark_ms - st.last_seen_ms > self.idle_ttl_ms]
         for subject in stale:
+            if subject in self.unwritten:
+                self.before_change(subject)
             del self._states[subject]
         if self.track_changes:
             self._dirty.update(stale)

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -17,7 +16,7 @@ from kafka.errors import TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from models.config import KafkaConfig
-from streams.pipeline import CHANGELOG_BATCH_END, CHECKPOINT_SUBJECT, changelog_key
+from streams.changelog import CHANGELOG_BATCH_END
 from streams.records import Channel, OutputRecord, SourceRecord
 from streams.sink import Sink
 from streams.source import Source
@@ -192,19 +191,10 @@ class KafkaSource(Source):
         self.consumer.close()
 
 
-@dataclass
-class RestoredState:
-    applied: int
-    """Changelog records applied."""
-    checkpoint: int | None
-    """The input offset the restored state has reached (its last checkpoint marker's), None without one."""
-
-
-def read_changelog(
-    config: KafkaConfig, partition: int, committed: int, apply: Callable[[bytes, bytes | None], None]
-) -> RestoredState:
-    """Replay the committed changelog of one partition from the start to its end, leaving out changes
-    of batches that end past the ``committed`` input offset (they will be processed again)."""
+def read_changelog(config: KafkaConfig, partition: int, committed: int) -> dict[bytes, tuple[int, bytes | None]]:
+    """The committed changelog of one partition, as compaction keeps it: per key, the latest record's
+    ``batch_end`` and value, leaving out changes of batches that end past the ``committed`` input offset (they
+    will be processed again)."""
     tp = TopicPartition(config.topics.state, partition)
     reader = KafkaConsumer(
         bootstrap_servers=config.bootstrap_servers,
@@ -220,8 +210,7 @@ def read_changelog(
         reader.seek_to_beginning(tp)
         end = reader.end_offsets([tp])[tp]
         deadline = time.monotonic() + RESTORE_TIMEOUT_S
-        restored = RestoredState(0, None)
-        marker = changelog_key(partition, CHECKPOINT_SUBJECT)
+        latest: dict[bytes, tuple[int, bytes | None]] = {}
         while reader.position(tp) < end:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"changelog partition {partition} not restored within {RESTORE_TIMEOUT_S}s")
@@ -229,11 +218,8 @@ def read_changelog(
                 for record in records:
                     batch_end = _batch_end(record.headers)
                     if batch_end <= committed:
-                        apply(record.key, record.value)
-                        restored.applied += 1
-                        if record.key == marker:
-                            restored.checkpoint = batch_end
-        return restored
+                        latest[record.key] = (batch_end, record.value)
+        return latest
     finally:
         reader.close()
 

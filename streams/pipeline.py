@@ -11,8 +11,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import orjson
-
 from detectors.base import Detector
 from detectors.registry import build_detectors
 from detectors.state import StateOwner
@@ -21,24 +19,11 @@ from models.action import ActionReversal, EnforcementAction
 from models.config import WardenConfig
 from models.finding import Finding
 from models.telemetry import TelemetryEvent
+from streams.changelog import Changelog, LatestRecords
 from streams.decode import InvalidRecord, dead_letter, decode_event
 from streams.records import Channel, OutputRecord, SourceRecord
 
 POLICY_STATE = "policy"
-CHANGELOG_BATCH_END = "batch_end"
-"""Header of changelog records: the input offset the state they hold has reached (the next offset after the
-last event it includes). Without transactions, state may reach the changelog for a batch whose offsets were
-not committed; that batch is processed again after a restart, so its changes must not be restored twice."""
-CHECKPOINT_DUE, CHECKPOINT_FULL, CHECKPOINT_MUST = 0, 1, 2
-"""How pressing a partition's checkpoint is (``PartitionProcessor.checkpoint_urgency``), least first."""
-CHECKPOINT_SUBJECT = ""
-"""The subject of a partition's checkpoint marker, written with every checkpoint: its ``batch_end`` is where
-a restore replays the input from, even when the checkpoint had no other record. No account is unnamed."""
-
-
-def changelog_key(partition: int, subject: str) -> bytes:
-    """The changelog key of one subject of one partition (``CHECKPOINT_SUBJECT``: the partition's marker)."""
-    return f"{partition}|{subject}".encode()
 
 
 @dataclass
@@ -67,19 +52,11 @@ class PartitionProcessor:
         self.replay_until = 0
         """After a restore from a checkpoint older than the committed offset: records before this offset are
         processed again to rebuild the state, but their outputs were committed before and are not emitted."""
-        self._pending: set[str] = set()  # subjects changed since the last checkpoint
-        # When the last checkpoint was, and at which position. None: a processor's first batch writes one at once,
-        # so any offset it commits has a checkpoint at or before it (without one a restore has nothing to replay
-        # from, and would start from the committed offset with fresh state).
-        self._checkpointed_at: tuple[float, int] | None = None
         # Every store, named ``owner/store`` (a detector's name or ``policy``), in a fixed order: the changelog's
         # names. A store object stays the same for the processor's life (a restore refills it).
         owners: list[tuple[str, StateOwner]] = [*((d.name, d) for d in self.detectors), (POLICY_STATE, self.policy)]
-        self._stores = [
-            (f"{owner}/{name}", store) for owner, holder in owners for name, store in holder.stores().items()
-        ]
-        for _, store in self._stores:
-            store.track_changes = changelog
+        stores = [(f"{owner}/{name}", store) for owner, holder in owners for name, store in holder.stores().items()]
+        self.changelog = Changelog(partition, stores) if changelog else None
 
     def process(self, events: list[TelemetryEvent]) -> tuple[list[Finding], list[EnforcementAction]]:
         findings: list[Finding] = []
@@ -119,7 +96,7 @@ class PartitionProcessor:
 
     def reconfigured(self, config: WardenConfig) -> PartitionProcessor:
         """The same partition under a new config (hot reload), keeping every detector's and the policy's state."""
-        fresh = PartitionProcessor(self.partition, config, changelog=self.policy.active.track_changes)
+        fresh = PartitionProcessor(self.partition, config, changelog=self.changelog is not None)
         previous = {detector.name: detector for detector in self.detectors}
         for detector in fresh.detectors:
             if detector.name in previous:
@@ -129,78 +106,61 @@ class PartitionProcessor:
         fresh._next_sweep_ms = self._next_sweep_ms
         # The changelog goes on where it was: what changed since the last checkpoint still has to be written.
         fresh.position, fresh.replay_until = self.position, self.replay_until
-        fresh._checkpointed_at = self._checkpointed_at
-        fresh._pending = self._changed_since_checkpoint()
+        if fresh.changelog is not None and self.changelog is not None:
+            fresh.changelog.take_over(self.changelog)
         return fresh
 
     def subject_counts(self) -> dict[str, int]:
         return {detector.name: detector.subject_count() for detector in self.detectors}
 
-    def checkpoint_urgency(self, now: float) -> tuple[int, float] | None:
-        """How pressing a checkpoint is, comparable across partitions; None when none is due. ``(MUST, 0)``: the
-        first one. ``(FULL, n)``: ``n`` changed subjects waiting, at least ``kafka.checkpoint_max_pending``.
-        ``(DUE, s)``: the interval passed ``s`` seconds ago and the state has moved."""
-        kafka = self.config.kafka
-        if self._checkpointed_at is None:
-            return (CHECKPOINT_MUST, 0.0)
-        waiting = len(self._changed_since_checkpoint())
-        if waiting >= kafka.checkpoint_max_pending:
-            return (CHECKPOINT_FULL, float(waiting))
-        at, position = self._checkpointed_at
-        overdue = now - at - kafka.checkpoint_interval_ms / 1000
-        return (CHECKPOINT_DUE, overdue) if position != self.position and overdue >= 0 else None
+    def _changelog(self) -> Changelog:
+        if self.changelog is None:
+            raise RuntimeError(f"partition {self.partition} keeps no changelog")
+        return self.changelog
+
+    def begin_checkpoint(self, now: float) -> list[OutputRecord]:
+        """Begin a checkpoint if one is due; ``write_checkpoint`` writes it. The first is due at once and is
+        written whole here: any offset a partition commits must have a checkpoint at or before it, or a
+        restore would have nothing to replay from. Later ones are due once none is under way and either
+        ``checkpoint_max_pending`` subjects have changed or the interval has passed and the input moved."""
+        kafka, changelog = self.config.kafka, self._changelog()
+        if changelog.started is None:
+            return changelog.complete(now, self.position)
+        if changelog.under_way:
+            return []
+        at, position = changelog.started
+        interval_passed = now - at >= kafka.checkpoint_interval_ms / 1000 and position != self.position
+        if interval_passed or len(changelog.changed()) >= kafka.checkpoint_max_pending:
+            changelog.start(now, self.position)
+        return []
+
+    def write_checkpoint(self, budget: int) -> list[OutputRecord]:
+        """Up to ``budget`` subjects of the checkpoint under way (and its marker once it is all written)."""
+        return self._changelog().write(budget)
+
+    @property
+    def checkpoint_started(self) -> tuple[float, int] | None:
+        """When the checkpoint under way began, and its position; None when none is."""
+        changelog = self._changelog()
+        return changelog.started if changelog.under_way else None
 
     def moved_since_checkpoint(self) -> bool:
-        """Whether a checkpoint now would hold anything new: input processed or state changed since the last."""
+        """Whether a checkpoint now would hold anything new: one under way, input processed or state changed."""
+        changelog = self._changelog()
         return (
-            self._checkpointed_at is None
-            or self._checkpointed_at[1] != self.position
-            or bool(self._changed_since_checkpoint())
+            changelog.started is None
+            or changelog.under_way
+            or changelog.started[1] != self.position
+            or bool(changelog.changed())
         )
 
     def checkpoint(self, now: float) -> list[OutputRecord]:
-        """The state changes since the last checkpoint: one changelog record per changed subject, keyed
-        ``partition|subject``, holding the subject's state in every store that has it (``owner/store`` →
-        state), or a tombstone once no store does; then the checkpoint marker. All carry the position the
-        state has reached (``batch_end`` header): a restore replays the input from there.
+        """A whole checkpoint now: the rest of the one under way, then one at this position."""
+        return self._changelog().complete(now, self.position)
 
-        An API key is a subject of the traffic, key-sharing and crawler detectors alike, and an account of
-        three stores too: one record for all of them costs one producer send where a record per store
-        cost three, and the send (kafka-python, pure Python) is the dearer half of writing state. Because
-        compaction keeps only a key's latest record, each record holds the subject's whole state, its
-        unchanged stores included. Each carries the input offset its batch ends at (``batch_end``
-        header), so a restore can leave out changes of a batch whose input offsets were never committed
-        (see ``CHANGELOG_BATCH_END``).
-        """
-        headers = ((CHANGELOG_BATCH_END, str(self.position).encode()),)
-        stores = self._stores
-        records = []
-        for subject in sorted(self._changed_since_checkpoint()):
-            states = {name: data for name, store in stores if (data := store.dump_of(subject)) is not None}
-            value = orjson.dumps(states) if states else None
-            key = changelog_key(self.partition, subject)
-            records.append(OutputRecord(Channel.STATE, key, value, headers, partition=self.partition))
-        # Not a tombstone: compaction would drop it in time, and a restore would then replay from an
-        # older record's position onto state that already holds what follows it.
-        marker_key = changelog_key(self.partition, CHECKPOINT_SUBJECT)
-        records.append(OutputRecord(Channel.STATE, marker_key, b"{}", headers, partition=self.partition))
-        self._pending.clear()
-        self._checkpointed_at = (now, self.position)
-        return records
-
-    def _changed_since_checkpoint(self) -> set[str]:
-        """The subjects changed (or gone) since the last checkpoint; the stores' change sets are drained into it."""
-        self._pending.update(*(store.drain_dirty() for _, store in self._stores))
-        return self._pending
-
-    def apply_state_record(self, key: bytes, value: bytes | None) -> None:
-        """Replay one changelog record written by ``checkpoint``: the subject's latest state in every store."""
-        subject = key.decode().split("|", 1)[1]
-        if subject == CHECKPOINT_SUBJECT:
-            return  # the marker holds no state; its position is read by the restore
-        states = {} if value is None else orjson.loads(value)
-        for name, store in self._stores:
-            store.apply_change(subject, states.get(name))
+    def restore(self, latest: LatestRecords) -> tuple[int | None, int]:
+        """The state from a compacted changelog partition: the position it has reached and the records applied."""
+        return self._changelog().restore(latest)
 
 
 class Pipeline:
@@ -299,28 +259,26 @@ class Pipeline:
         return result
 
     def _checkpoint(self, outputs: list[OutputRecord]) -> None:
-        """Checkpoint every partition's first checkpoint, and of the others that are due, the most pressing: the
-        one with the most changes waiting past ``checkpoint_max_pending``, else the one waiting longest.
+        """Begin the checkpoints that are due, and write ``checkpoint_records_per_batch`` subjects of those under
+        way, the longest under way first. A partition's first checkpoint is written whole at once: any offset
+        it commits must have a checkpoint at or before it, or a restore would have nothing to replay from.
 
-        Every partition, not only this batch's: changes waiting in a partition that went quiet still get their
-        checkpoint. One due partition per batch because partitions assigned together fall due together, and
-        writing them all in one batch held that batch up (measured: 1,254 records, 209 ms at 300 accounts,
-        the slowest hits' latency); one per batch spreads them over consecutive batches. When subjects change
-        faster than one checkpoint a batch writes them, the waiting ones grow until it does: the changelog's
-        work is spread evenly over the batches either way.
+        Partitions assigned together fall due together. Writing them all in one batch held it up (measured:
+        1,254 records, 209 ms at 300 accounts), and so did one partition's checkpoint at 10,000 accounts
+        (357 ms): the budget spreads the changelog's work evenly over the batches. When subjects change faster
+        than the budget writes them, checkpoints run back to back and each holds more changes per subject.
         """
-        now = time.monotonic()
-        urgency: dict[int, tuple[int, float]] = {}
+        now, budget = time.monotonic(), self.config.kafka.checkpoint_records_per_batch
         for partition in sorted(self.processors):
-            pressing = self.processors[partition].checkpoint_urgency(now)
-            if pressing is not None:
-                urgency[partition] = pressing
-        chosen = [partition for partition, pressing in urgency.items() if pressing[0] == CHECKPOINT_MUST]
-        others = [partition for partition, pressing in urgency.items() if pressing[0] != CHECKPOINT_MUST]
-        if others:
-            chosen.append(max(others, key=urgency.__getitem__))
-        for partition in sorted(chosen):
-            outputs.extend(self.processors[partition].checkpoint(now))
+            outputs.extend(self.processors[partition].begin_checkpoint(now))
+        processors = self.processors
+        under_way = {p: started for p, processor in processors.items() if (started := processor.checkpoint_started)}
+        for partition in sorted(under_way, key=lambda p: (under_way[p], p)):
+            records = self.processors[partition].write_checkpoint(budget)
+            outputs.extend(records)
+            budget -= len(records)
+            if budget <= 0:
+                break
 
     def checkpoint_all(self) -> list[OutputRecord]:
         """A checkpoint of every partition that moved since its last one, whether due or not: on a clean stop,

@@ -112,21 +112,21 @@ class KafkaWorker:
     def restore_partition(self, partition: int) -> None:
         processor = self.runner.pipeline.reset_partition(partition)
         committed = self.source.committed_offset(partition)
-        restored = read_changelog(self.config.kafka, partition, committed, processor.apply_state_record)
+        checkpoint, applied = processor.restore(read_changelog(self.config.kafka, partition, committed))
         # The changelog may predate a reversal this worker has already read; applying it again is idempotent.
         processor.apply_reversals(list(self.runner.pipeline.reversals.values()))
         processor.position, replay = committed, 0
-        if restored.checkpoint is not None and restored.checkpoint < committed:
+        if checkpoint is not None and checkpoint < committed:
             # The state is as of its last checkpoint: the records since then are processed again, silently.
-            processor.position, processor.replay_until = restored.checkpoint, committed
-            self.source.seek(partition, restored.checkpoint)
-            replay = committed - restored.checkpoint
-        metrics.RESTORED_STATE_RECORDS.inc(restored.applied)
+            processor.position, processor.replay_until = checkpoint, committed
+            self.source.seek(partition, checkpoint)
+            replay = committed - checkpoint
+        metrics.RESTORED_STATE_RECORDS.inc(applied)
         metrics.REPLAYED_INPUT_RECORDS.inc(replay)
         metrics.ASSIGNED_PARTITIONS.set(len(self.runner.pipeline.processors))
         metrics.record_state(self.runner.pipeline)
         log.info("partition %d assigned: restored %d state records, replaying %d input records",
-                 partition, restored.applied, replay)
+                 partition, applied, replay)
 
     def drop_partition(self, partition: int) -> None:
         self.runner.pipeline.drop_partition(partition)

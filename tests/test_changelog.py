@@ -1,5 +1,7 @@
 """The state changelog, without Kafka: what a compacted changelog keeps rebuilds a partition's state exactly,
-and a restore from a checkpoint older than the committed offset replays the input in between silently."""
+checkpoints are written a share per batch while the state goes on changing, a crash at any batch restores
+the state of the last complete checkpoint, and a restore from a checkpoint older than the committed offset
+replays the input in between silently."""
 
 from __future__ import annotations
 
@@ -11,18 +13,11 @@ import pytest
 import streams.pipeline
 from models.config import WardenConfig
 from models.telemetry import TelemetryEvent
-from streams.pipeline import (
-    CHANGELOG_BATCH_END,
-    CHECKPOINT_DUE,
-    CHECKPOINT_FULL,
-    CHECKPOINT_MUST,
-    CHECKPOINT_SUBJECT,
-    PartitionProcessor,
-    Pipeline,
-)
+from streams.changelog import CHANGELOG_BATCH_END, MARKER_VALUE, Changelog, marker_key, subject_key
+from streams.pipeline import PartitionProcessor, Pipeline
 from streams.records import Channel, OutputRecord, SourceRecord
 
-MARKER = f"0|{CHECKPOINT_SUBJECT}".encode()
+MARKER = b"0|"
 
 
 def _state(processor: PartitionProcessor) -> bytes:
@@ -30,28 +25,50 @@ def _state(processor: PartitionProcessor) -> bytes:
     return orjson.dumps({"detectors": detectors, "policy": processor.policy.snapshot()}, option=orjson.OPT_SORT_KEYS)
 
 
+def _compact(outputs: list[OutputRecord], committed: int | None = None) -> dict[bytes, tuple[int, bytes | None]]:
+    """What a compacted changelog keeps of ``outputs``: each key's latest record, as the restore reads it."""
+    latest: dict[bytes, tuple[int, bytes | None]] = {}
+    for output in outputs:
+        if output.channel is Channel.STATE and output.key is not None:
+            batch_end = int(dict(output.headers)[CHANGELOG_BATCH_END])
+            if committed is None or batch_end <= committed:
+                latest[output.key] = (batch_end, output.value)
+    return latest
+
+
+def _outputs(outputs: list[OutputRecord], channel: Channel) -> list[bytes | None]:
+    return [output.value for output in outputs if output.channel is channel]
+
+
+def _records(path: Path, partitions: int = 1, limit: int | None = None) -> list[SourceRecord]:
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()][:limit]
+    return [SourceRecord(line, offset % partitions, offset) for offset, line in enumerate(lines)]
+
+
 def test_the_compacted_changelog_rebuilds_every_store(small_events: list[TelemetryEvent]) -> None:
     # Tight caps, so that evictions (tombstones and subjects leaving some stores) are part of the run.
     config = WardenConfig.model_validate({"state": {"max_subjects": 40}})
     source = PartitionProcessor(0, config, changelog=True)
-    compacted: dict[bytes, bytes | None] = {}
-    records_written = 0
+    written: list[OutputRecord] = []
     for start in range(0, len(small_events), 500):
         batch = small_events[start : start + 500]
         source.process(batch)
         source.position = start + len(batch)
-        for record in source.checkpoint(now=0.0):
+        records = source.checkpoint(now=0.0)
+        for record in records:
             assert record.channel is Channel.STATE and record.partition == 0
             assert dict(record.headers)[CHANGELOG_BATCH_END] == str(start + len(batch)).encode()
-            compacted[record.key] = record.value  # compaction keeps each key's latest record
-            records_written += 1
-    assert records_written > len(compacted), "no subject was ever written twice: the test proves little"
-    assert None in compacted.values(), "no tombstone: eviction was not exercised"
-    assert compacted[MARKER] == b"{}", "the checkpoint marker is a record of its own, never a tombstone"
+        written.extend(records)
+    compacted = _compact(written)
+    assert len(written) > len(compacted), "no subject was ever written twice: the test proves little"
+    assert None in (value for _, value in compacted.values()), "no tombstone: eviction was not exercised"
+    assert compacted[MARKER] == (len(small_events), MARKER_VALUE), "the marker is a record of its own"
+    subjects = [key.split(b"|", 2) for key in compacted if key != MARKER]
+    assert {slot for _, slot, _ in subjects} == {b"0", b"1"}, "a subject written again goes under its other key"
 
     replica = PartitionProcessor(0, config, changelog=True)
-    for key, value in compacted.items():
-        replica.apply_state_record(key, value)
+    checkpoint, applied = replica.restore(compacted)
+    assert checkpoint == len(small_events) and applied > 0
     assert _state(replica) == _state(source)
 
 
@@ -60,82 +77,80 @@ def test_one_record_holds_a_key_in_every_detector_that_tracks_it(small_events: l
     processor.process(small_events[:200])
     records = {record.key: record.value for record in processor.checkpoint(now=0.0)}
     event = small_events[0]
-    value = records.pop(f"0|{event.key_subject}".encode())
+    value = records.pop(subject_key(0, 1, event.key_subject))
     assert value is not None
     assert {"traffic_anomaly/keys", "key_sharing/keys", "crawler/keys"} <= set(orjson.loads(value))
     stores = [store for detector in processor.detectors for store in detector.stores().values()]
     held = {subject for store in [*stores, *processor.policy.stores().values()] for subject, _ in store.items()}
-    assert records.pop(MARKER) == b"{}"
+    assert records.pop(MARKER) == MARKER_VALUE
     assert len(records) + 1 == len(held), "one record per subject, however many stores hold it"
 
 
-def test_a_checkpoint_waits_for_the_interval_unless_many_subjects_changed(
+def test_a_checkpoint_begins_after_the_interval_or_once_many_subjects_changed(
     small_events: list[TelemetryEvent],
 ) -> None:
     config = WardenConfig.model_validate({"kafka": {"checkpoint_interval_ms": 1000, "checkpoint_max_pending": 10**6}})
     processor = PartitionProcessor(0, config, changelog=True)
-    assert processor.checkpoint_urgency(now=1000.0) == (CHECKPOINT_MUST, 0.0), "commits need a first checkpoint"
     processor.process(small_events[:100])
     processor.position = 100
-    processor.checkpoint(now=1000.0)
+    first = processor.begin_checkpoint(now=1000.0)
+    assert first[-1].key == MARKER and len(first) > 1, "the first is written whole at once: commits need it"
     processor.process(small_events[100:200])
     processor.position = 200
-    assert processor.checkpoint_urgency(now=1000.9) is None
-    assert processor.checkpoint_urgency(now=1001.5) == (CHECKPOINT_DUE, pytest.approx(0.5))
-    pending = processor.checkpoint(now=1001.5)
-    assert len(pending) > 2, "the subjects changed by the second batch, and the marker"
-    assert processor.checkpoint_urgency(now=5000.0) is None, "the state has not moved since"
+    assert processor.begin_checkpoint(now=1000.9) == [] and processor.checkpoint_started is None
+    assert processor.begin_checkpoint(now=1001.5) == [], "begun, not written"
+    assert processor.checkpoint_started == (1001.5, 200)
+    pending = processor.write_checkpoint(budget=10**6)
+    assert len(pending) > 2 and pending[-1].key == MARKER, "the subjects changed by the second batch, and the marker"
+    assert processor.checkpoint_started is None
+    processor.begin_checkpoint(now=5000.0)
+    assert processor.checkpoint_started is None, "the input has not moved since"
 
     eager = PartitionProcessor(0, config.model_copy(update={"kafka": config.kafka.model_copy(
         update={"checkpoint_max_pending": 5})}), changelog=True)
     eager.process(small_events[:100])
     eager.position = 100
-    eager.checkpoint(now=0.0)
+    eager.begin_checkpoint(now=0.0)
     eager.process(small_events[100:200])
     eager.position = 200
-    pressing = eager.checkpoint_urgency(now=0.0)
-    assert pressing is not None and pressing[0] == CHECKPOINT_FULL and pressing[1] >= 5, "the cap passed: due now"
+    eager.begin_checkpoint(now=0.0)
+    assert eager.checkpoint_started == (0.0, 200), "the cap passed: begun at once"
 
 
-def test_partitions_due_together_checkpoint_one_per_batch_longest_waiting_first(
+def test_checkpoints_share_the_budget_of_a_batch_the_longest_under_way_first(
     small_simulation: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [100.0]
     monkeypatch.setattr(streams.pipeline.time, "monotonic", lambda: clock[0])
-    config = WardenConfig.model_validate({"kafka": {"checkpoint_interval_ms": 1000, "checkpoint_max_pending": 10**6}})
-    pipeline = Pipeline(config, frozenset(Channel))
-    lines = [line for line in small_simulation[0].read_bytes().splitlines() if line.strip()]
-    records = [SourceRecord(line, offset % 3, offset) for offset, line in enumerate(lines)]
-    checkpointed = []
-    for batch, seconds in enumerate([0.0, 2.0, 0.1, 0.1, 0.1]):
-        clock[0] += seconds
-        result = pipeline.process(records[batch * 300 : (batch + 1) * 300])
-        checkpointed.append(sorted({output.partition for output in result.outputs if output.channel is Channel.STATE}))
-    # The first batch checkpoints every partition at once (none may commit without one); 2 s later all three are
-    # due, and they take turns: the longest waiting first (on a tie, the lowest partition), then nothing is due.
-    assert checkpointed == [[0, 1, 2], [0], [1], [2], []]
-
-
-def test_partitions_full_at_once_also_take_turns(small_simulation: tuple[Path, Path]) -> None:
-    config = WardenConfig.model_validate({"kafka": {"checkpoint_interval_ms": 600_000, "checkpoint_max_pending": 5}})
-    pipeline = Pipeline(config, frozenset(Channel))
-    lines = [line for line in small_simulation[0].read_bytes().splitlines() if line.strip()]
-    records = [SourceRecord(line, offset % 3, offset) for offset, line in enumerate(lines[:1500])]
-    written = []
-    for start in range(0, len(records), 300):
-        result = pipeline.process(records[start : start + 300])
-        written.append(sorted({output.partition for output in result.outputs if output.channel is Channel.STATE}))
-    assert written[0] == [0, 1, 2], "first checkpoints cannot wait"
-    assert all(len(partitions) == 1 for partitions in written[1:]), "every partition is past the cap: one a batch"
-    assert {partition for partitions in written[1:] for partition in partitions} == {0, 1, 2}, "they take turns"
+    kafka = {"checkpoint_interval_ms": 1000, "checkpoint_max_pending": 10**6, "checkpoint_records_per_batch": 40}
+    pipeline = Pipeline(WardenConfig.model_validate({"kafka": kafka}), frozenset(Channel))
+    records = _records(small_simulation[0], partitions=3)
+    written: list[dict[int, int]] = []
+    markers: list[list[int]] = []
+    for batch in range(12):
+        clock[0] += 2.0 if batch in (1, 7) else 0.1
+        outputs = pipeline.process(records[batch * 300 : (batch + 1) * 300]).outputs
+        state = [output for output in outputs if output.channel is Channel.STATE]
+        counts: dict[int, int] = {}
+        for output in state:
+            if output.key != marker_key(output.partition or 0):
+                counts[output.partition or 0] = counts.get(output.partition or 0, 0) + 1
+        written.append(counts)
+        markers.append(sorted(o.partition or 0 for o in state if o.key == marker_key(o.partition or 0)))
+    assert markers[0] == [0, 1, 2], "first checkpoints are written whole at once"
+    assert all(sum(counts.values()) <= 40 for counts in written[1:]), "no batch writes past the budget"
+    # All three begin together 2 s later; the lowest partition goes first on the tie, the next takes what is left.
+    assert list(written[1]) == [0] and written[1][0] == 40
+    assert all(markers[1:]) is False and sum(map(len, markers[1:7])) == 3, "each completes once, in turn"
+    first_done = [batch for batch in range(1, 7) if markers[batch]]
+    assert [markers[batch] for batch in first_done] == [[0], [1], [2]]
 
 
 def test_a_clean_stop_checkpoints_every_partition_that_moved_due_or_not(small_simulation: tuple[Path, Path]) -> None:
     rarely = {"checkpoint_interval_ms": 600_000, "checkpoint_max_pending": 10**6}
     config = WardenConfig.model_validate({"kafka": rarely})
     pipeline = Pipeline(config, frozenset(Channel))
-    lines = [line for line in small_simulation[0].read_bytes().splitlines() if line.strip()]
-    records = [SourceRecord(line, offset % 2, offset) for offset, line in enumerate(lines[:600])]
+    records = _records(small_simulation[0], partitions=2, limit=600)
     pipeline.process(records[:300])  # the first checkpoints
     assert not _outputs(pipeline.process(records[300:]).outputs, Channel.STATE), "not due for ten minutes"
     final = pipeline.checkpoint_all()
@@ -145,8 +160,55 @@ def test_a_clean_stop_checkpoints_every_partition_that_moved_due_or_not(small_si
     assert pipeline.checkpoint_all() == [], "nothing moved since"
 
 
-def _outputs(outputs: list[OutputRecord], channel: Channel) -> list[bytes | None]:
-    return [output.value for output in outputs if output.channel is channel]
+def test_a_crash_at_any_batch_restores_the_state_of_the_last_complete_checkpoint(
+    small_simulation: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checkpoints back to back, a few subjects a batch, tight caps: most checkpoints span several batches
+    # whose events change subjects still to be written, and evictions make tombstones.
+    copies = [0]
+    copy = Changelog._copy
+
+    def counted_copy(self: Changelog, subject: str) -> None:
+        copies[0] += 1
+        copy(self, subject)
+
+    monkeypatch.setattr(Changelog, "_copy", counted_copy)
+    kafka = {"checkpoint_interval_ms": 0, "checkpoint_records_per_batch": 15}
+    config = WardenConfig.model_validate({"kafka": kafka, "state": {"max_subjects": 40}})
+    records = _records(small_simulation[0], limit=6000)
+    straight = Pipeline(config, frozenset(Channel))
+    written: list[OutputRecord] = []
+    states: dict[int, bytes] = {}  # the state at each batch's end position
+    ends: list[int] = []
+    for number, start in enumerate(range(0, len(records), 50)):
+        if number == 40:  # a hot reload with a checkpoint under way: the new processor goes on with it
+            assert straight.processors[0].checkpoint_started is not None
+            straight.reconfigure(config)
+        result = straight.process(records[start : start + 50])
+        written.extend(result.outputs)
+        ends.append(len(written))
+        states[result.positions[0]] = _state(straight.processors[0])
+    assert copies[0] > 50, "few subjects changed while waiting to be written: copy on write went untested"
+    completed = [batch_end for batch_end, value in _compact(written).values() if value == MARKER_VALUE]
+    spans = sum(1 for output in written if output.key == MARKER)
+    assert spans < len(ends) / 2, "checkpoints should mostly take more than one batch"
+
+    for crash, end in enumerate(ends):
+        committed = int(records[min(len(records), (crash + 1) * 50) - 1].offset) + 1
+        replica = PartitionProcessor(0, config, changelog=True)
+        checkpoint, _ = replica.restore(_compact(written[:end], committed))
+        assert checkpoint is not None and checkpoint <= committed
+        assert _state(replica) == states[checkpoint], f"crash after batch {crash}: not the checkpoint's state"
+    assert completed, "no checkpoint completed"
+
+    # A clean stop, twice: the second writes the tombstones that follow the first's under the subjects' other
+    # keys. Then compaction may drop every tombstone (after its retention) and no evicted subject comes back.
+    final = [*straight.checkpoint_all(), *straight.checkpoint_all()]
+    assert any(output.value is None for output in final)
+    kept = {key: record for key, record in _compact([*written, *final]).items() if record[1] is not None}
+    replica = PartitionProcessor(0, config, changelog=True)
+    replica.restore(kept)
+    assert _state(replica) == _state(straight.processors[0])
 
 
 @pytest.mark.parametrize("crash_at", [0.2, 0.5, 0.8])
@@ -166,21 +228,15 @@ def test_a_restore_replays_from_its_checkpoint_and_emits_only_what_was_never_com
     quiet = [n for n in range(written[0], len(results)) if n not in written]
     assert len(written) > 5 and len(quiet) > 20, "many batches should wait for a checkpoint, not all"
     crash = quiet[int(crash_at * len(quiet))]
-    changelog: dict[bytes, tuple[bytes | None, int]] = {}  # what compaction keeps, up to the crash
-    for result in results[: crash + 1]:
-        for output in result.outputs:
-            if output.channel is Channel.STATE and output.key is not None:
-                changelog[output.key] = (output.value, int(dict(output.headers)[CHANGELOG_BATCH_END]))
     committed = results[crash].positions[0]
-    checkpoint = changelog[MARKER][1]
-    assert checkpoint < committed
+    changelog = _compact([output for result in results[: crash + 1] for output in result.outputs], committed)
     after_crash = [output for result in results[crash + 1 :] for output in result.outputs]
 
     # The restored run: state as of the checkpoint, input from there, in batches cut differently.
     restored = Pipeline(config, channels)
     processor = restored.reset_partition(0)
-    for key, (value, _) in changelog.items():
-        processor.apply_state_record(key, value)
+    checkpoint, _ = processor.restore(changelog)
+    assert checkpoint is not None and checkpoint < committed
     processor.position, processor.replay_until = checkpoint, committed
     emitted: list[OutputRecord] = []
     for start in range(checkpoint, len(records), 333):

@@ -52,7 +52,7 @@ class Deployment:
             "findings": f"warden.findings.v1.{suffix}",
             "actions": f"enforcement.actions.v1.{suffix}",
             "dead_letters": f"warden.dlq.v1.{suffix}",
-            "state": f"warden.state.v4.{suffix}",
+            "state": f"warden.state.v5.{suffix}",
         }
         self.group = f"warden-{suffix}"
         config = {

@@ -80,7 +80,8 @@ def test_malformed_records_land_in_the_dlq_with_reasons_and_nothing_else_is_lost
 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(telemetry: Telemetry, tmp_path: Path) -> None:
     events, actions, findings = telemetry
-    deployment = Deployment(tmp_path, batch_size=200)
+    # Checkpoints of at most 20 records a batch: most kills land while one is half written.
+    deployment = Deployment(tmp_path, batch_size=200, extra={"checkpoint_records_per_batch": 20})
     deployment.produce_lines(events.read_bytes().splitlines())
     total = sum(deployment.input_end_offsets().values())
     chance = random.Random(2026)

@@ -62,6 +62,8 @@ class Changelog:
         self._tombstoned: set[str] = set()  # a tombstone under one key, maybe a state under the other
         self.started: tuple[float, int] | None = None
         """When the last checkpoint began, and its position; None before the first."""
+        self.completed: int | None = None
+        """The position of the last complete checkpoint: where a restore would replay the input from."""
         for _, store in stores:
             store.track_changes = True
             store.unwritten = self.unwritten
@@ -105,6 +107,8 @@ class Changelog:
             records.append(OutputRecord(Channel.STATE, marker_key(self.partition), MARKER_VALUE, self._headers,
                                         partition=self.partition))
             self._headers = None
+            assert self.started is not None  # set with the headers
+            self.completed = self.started[1]
         return records
 
     def complete(self, now: float, position: int) -> list[OutputRecord]:
@@ -178,6 +182,7 @@ class Changelog:
             states = {} if value is None else orjson.loads(value)
             for name, store in self._stores:
                 store.apply_change(subject, states.get(name))
+        self.completed = checkpoint
         return checkpoint, len(chosen)
 
     def _set_slot(self, subject: str, slot: int) -> None:
@@ -192,4 +197,5 @@ class Changelog:
         self._pending = previous.changed()
         self.unwritten.update(previous.unwritten)
         self._order, self._copies, self._headers = previous._order, previous._copies, previous._headers
-        self._odd, self._tombstoned, self.started = previous._odd, previous._tombstoned, previous.started
+        self._odd, self._tombstoned = previous._odd, previous._tombstoned
+        self.started, self.completed = previous.started, previous.completed

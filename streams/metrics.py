@@ -66,6 +66,11 @@ CHECKPOINT_RECORDS = Counter(
     "warden_checkpoint_records_total", "State records written to the changelog at checkpoints (markers included)",
     registry=REGISTRY,
 )
+CHECKPOINT_REPLAY = Gauge(
+    "warden_checkpoint_replay_records",
+    "Input records a restore of the partition would process again: from its last complete checkpoint to the "
+    "position its state has reached", ["partition"], registry=REGISTRY,
+)
 LAST_BATCH_EVENT_TIME = Gauge(
     "warden_last_event_time_seconds", "Event time of the newest processed event (unix seconds)", registry=REGISTRY
 )
@@ -101,8 +106,10 @@ def record_state(pipeline: Pipeline) -> None:
     """Subjects held per detector (summed over partitions) and the newest event time processed."""
     counts: dict[str, int] = {}
     watermark_ms = 0
-    for processor in pipeline.processors.values():
+    for partition, processor in pipeline.processors.items():
         watermark_ms = max(watermark_ms, processor.watermark_ms)
+        if (distance := processor.replay_distance) is not None:
+            CHECKPOINT_REPLAY.labels(str(partition)).set(distance)
         for name, count in processor.subject_counts().items():
             counts[name] = counts.get(name, 0) + count
     for name, count in counts.items():
@@ -117,10 +124,12 @@ def record_consumer_lag(lags: Mapping[int, int]) -> None:
 
 
 def forget_partitions(partitions: Iterable[int]) -> None:
-    """Drop the lag series of partitions this worker no longer owns, so they do not report stale lag."""
+    """Drop the per-partition series of partitions this worker no longer owns, so they do not report stale
+    figures."""
     for partition in partitions:
-        with contextlib.suppress(KeyError):
-            CONSUMER_LAG.remove(str(partition))
+        for gauge in (CONSUMER_LAG, CHECKPOINT_REPLAY):
+            with contextlib.suppress(KeyError):
+                gauge.remove(str(partition))
 
 
 def exposition() -> bytes:

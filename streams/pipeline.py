@@ -144,6 +144,14 @@ class PartitionProcessor:
         changelog = self._changelog()
         return changelog.started if changelog.under_way else None
 
+    @property
+    def replay_distance(self) -> int | None:
+        """Input records a restore would process again (from the last complete checkpoint to this position); None
+        without a changelog or before the first checkpoint."""
+        if self.changelog is None or self.changelog.completed is None:
+            return None
+        return self.position - self.changelog.completed
+
     def moved_since_checkpoint(self) -> bool:
         """Whether a checkpoint now would hold anything new: one under way, input processed or state changed."""
         changelog = self._changelog()

@@ -17,8 +17,8 @@ from models.finding import Severity
 from streams import metrics
 from streams.cli import main
 from streams.files import JsonlFileSink, JsonlFileSource
-from streams.pipeline import BatchResult
-from streams.records import Channel, OutputRecord
+from streams.pipeline import BatchResult, Pipeline
+from streams.records import Channel, OutputRecord, SourceRecord
 from streams.runner import Runner
 from streams.simulator import SimulationSpec, write_simulation
 
@@ -137,6 +137,27 @@ def test_consumer_lag_series_of_a_revoked_partition_disappear() -> None:
     assert metrics.REGISTRY.get_sample_value("warden_consumer_lag_records", {"partition": "3"}) is None
     assert metrics.REGISTRY.get_sample_value("warden_consumer_lag_records", {"partition": "0"}) == 5
     metrics.forget_partitions([0])
+
+
+def test_the_replay_a_restore_would_need_is_reported_per_partition(small_simulation: tuple[Path, Path]) -> None:
+    def replay(partition: int) -> float | None:
+        return metrics.REGISTRY.get_sample_value("warden_checkpoint_replay_records", {"partition": str(partition)})
+
+    kafka = {"checkpoint_interval_ms": 0, "checkpoint_records_per_batch": 5}
+    pipeline = Pipeline(WardenConfig.model_validate({"kafka": kafka}), frozenset(Channel))
+    lines = [line for line in small_simulation[0].read_bytes().splitlines() if line.strip()][:400]
+    records = [SourceRecord(line, 2, offset) for offset, line in enumerate(lines)]
+    pipeline.process(records[:200])
+    metrics.record_state(pipeline)
+    assert replay(2) == 0, "the first checkpoint is written whole"
+    pipeline.process(records[200:300])
+    pipeline.process(records[300:])
+    metrics.record_state(pipeline)
+    # The second checkpoint (at 300) is still being written 5 records a batch: a restore replays from 200.
+    assert pipeline.processors[2].checkpoint_started is not None
+    assert replay(2) == 200
+    metrics.forget_partitions([2])
+    assert replay(2) is None
 
 
 def test_event_lag_is_observed_only_with_a_wall_clock(small_simulation: tuple[Path, Path], tmp_path: Path) -> None:

@@ -211,6 +211,42 @@ def test_a_crash_at_any_batch_restores_the_state_of_the_last_complete_checkpoint
     assert _state(replica) == _state(straight.processors[0])
 
 
+def test_restarts_after_restarts_restore_exactly_even_over_half_written_checkpoints(
+    small_simulation: tuple[Path, Path],
+) -> None:
+    # A crash every seventh batch, each one most likely in the middle of a checkpoint: the restored worker
+    # replays from the last complete one and writes on over the stale records of the one that was cut off.
+    # No store reaches its cap here: a restore rebuilds a store's recency order only approximately, so once
+    # subjects are evicted, a restored worker may evict others than the uninterrupted one (see the README).
+    kafka = {"checkpoint_interval_ms": 0, "checkpoint_records_per_batch": 15}
+    config = WardenConfig.model_validate({"kafka": kafka})
+    records = _records(small_simulation[0], limit=4000)
+    straight = Pipeline(config, frozenset(Channel))
+    states: dict[int, bytes] = {}
+    for start in range(0, len(records), 50):
+        position = straight.process(records[start : start + 50]).positions[0]
+        states[position] = _state(straight.processors[0])
+
+    log: list[OutputRecord] = []
+    pipeline = Pipeline(config, frozenset(Channel))
+    position, committed, batches, restores, cut_off = 0, 0, 0, 0, 0
+    while position < len(records):
+        result = pipeline.process(records[position : position + 50])
+        log.extend(result.outputs)
+        position, committed, batches = pipeline.processors[0].position, result.positions[0], batches + 1
+        if batches % 7:
+            continue
+        cut_off += pipeline.processors[0].checkpoint_started is not None
+        pipeline = Pipeline(config, frozenset(Channel))
+        processor = pipeline.reset_partition(0)
+        checkpoint, _ = processor.restore(_compact(log, committed))
+        assert checkpoint is not None and _state(processor) == states[checkpoint], f"restore {restores}"
+        processor.position, processor.replay_until, position = checkpoint, committed, checkpoint
+        restores += 1
+    assert restores > 10 and cut_off > restores / 2, "most crashes should cut a checkpoint off"
+    assert _state(pipeline.processors[0]) == states[len(records)]
+
+
 @pytest.mark.parametrize("crash_at", [0.2, 0.5, 0.8])
 def test_a_restore_replays_from_its_checkpoint_and_emits_only_what_was_never_committed(
     small_simulation: tuple[Path, Path], crash_at: float

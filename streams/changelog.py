@@ -57,6 +57,8 @@ class Changelog:
         self.unwritten: set[str] = set()  # the checkpoint under way has still to write them; stores check it
         self._order: list[str] = []  # the same, in the order they are written (a popped one may be copied)
         self._copies: dict[str, bytes | None] = {}  # records made before a change, still to be written
+        self.copy_bytes = 0
+        """What the copies still to be written hold."""
         self._headers: tuple[tuple[str, bytes], ...] | None = None  # the checkpoint under way's, None: none is
         self._odd: set[str] = set()  # subjects whose latest record is under key slot 1 (the others: slot 0)
         self._tombstoned: set[str] = set()  # a tombstone under one key, maybe a state under the other
@@ -89,14 +91,19 @@ class Changelog:
         self._headers = ((CHANGELOG_BATCH_END, str(position).encode()),)
         self.started = (now, position)
 
-    def write(self, budget: int) -> list[OutputRecord]:
-        """Up to ``budget`` subject records of the checkpoint under way, and its marker once all are written."""
+    def write(self, budget: int, shed_bytes: int = 0) -> list[OutputRecord]:
+        """Up to ``budget`` subject records of the checkpoint under way, copies first, and past the budget more
+        copies until ``shed_bytes`` of them are written; its marker once all are written."""
         if self._headers is None:
             return []
         records: list[OutputRecord] = []
         copies, order, unwritten = self._copies, self._order, self.unwritten
-        while copies and len(records) < budget:
-            records.append(self._record(*copies.popitem()))
+        while copies and (len(records) < budget or shed_bytes > 0):
+            subject, value = copies.popitem()
+            size = len(value) if value is not None else 0
+            self.copy_bytes -= size
+            shed_bytes -= size
+            records.append(self._record(subject, value))
         while unwritten and len(records) < budget:
             subject = order.pop()
             if subject in unwritten:  # else it was copied before a change
@@ -120,7 +127,8 @@ class Changelog:
     def _copy(self, subject: str) -> None:
         """A store is about to change ``subject`` while the checkpoint under way has yet to write it."""
         self.unwritten.discard(subject)
-        self._copies[subject] = self._value(subject)
+        value = self._copies[subject] = self._value(subject)
+        self.copy_bytes += len(value) if value is not None else 0
 
     def _value(self, subject: str) -> bytes | None:
         states = {name: data for name, store in self._stores if (data := store.dump_of(subject)) is not None}
@@ -197,5 +205,6 @@ class Changelog:
         self._pending = previous.changed()
         self.unwritten.update(previous.unwritten)
         self._order, self._copies, self._headers = previous._order, previous._copies, previous._headers
+        self.copy_bytes = previous.copy_bytes
         self._odd, self._tombstoned = previous._odd, previous._tombstoned
         self.started, self.completed = previous.started, previous.completed

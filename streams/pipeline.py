@@ -134,9 +134,15 @@ class PartitionProcessor:
             changelog.start(now, self.position)
         return []
 
-    def write_checkpoint(self, budget: int) -> list[OutputRecord]:
-        """Up to ``budget`` subjects of the checkpoint under way (and its marker once it is all written)."""
-        return self._changelog().write(budget)
+    def write_checkpoint(self, budget: int, shed_bytes: int = 0) -> list[OutputRecord]:
+        """Up to ``budget`` subjects of the checkpoint under way, and past it more of the copies made before a
+        change until ``shed_bytes`` of them are written (and the marker once it is all written)."""
+        return self._changelog().write(budget, shed_bytes)
+
+    @property
+    def checkpoint_copy_bytes(self) -> int:
+        """What the copies made for the checkpoint under way hold until they are written."""
+        return self.changelog.copy_bytes if self.changelog is not None else 0
 
     @property
     def checkpoint_started(self) -> tuple[float, int] | None:
@@ -275,17 +281,25 @@ class Pipeline:
         1,254 records, 209 ms at 300 accounts), and so did one partition's checkpoint at 10,000 accounts
         (357 ms): the budget spreads the changelog's work evenly over the batches. When subjects change faster
         than the budget writes them, checkpoints run back to back and each holds more changes per subject.
+
+        The copies made for checkpoints under way are held until written: past ``checkpoint_max_copy_bytes``
+        in all, the batch writes more of them, whatever the budget, so memory stays bounded when most
+        subjects change while waiting (a large population under heavy load).
         """
-        now, budget = time.monotonic(), self.config.kafka.checkpoint_records_per_batch
-        for partition in sorted(self.processors):
-            outputs.extend(self.processors[partition].begin_checkpoint(now))
-        processors = self.processors
+        kafka, processors = self.config.kafka, self.processors
+        now, budget = time.monotonic(), kafka.checkpoint_records_per_batch
+        for partition in sorted(processors):
+            outputs.extend(processors[partition].begin_checkpoint(now))
         under_way = {p: started for p, processor in processors.items() if (started := processor.checkpoint_started)}
+        shed = sum(processors[p].checkpoint_copy_bytes for p in under_way) - kafka.checkpoint_max_copy_bytes
         for partition in sorted(under_way, key=lambda p: (under_way[p], p)):
-            records = self.processors[partition].write_checkpoint(budget)
+            processor = processors[partition]
+            held = processor.checkpoint_copy_bytes
+            records = processor.write_checkpoint(max(budget, 0), max(shed, 0))
             outputs.extend(records)
             budget -= len(records)
-            if budget <= 0:
+            shed -= held - processor.checkpoint_copy_bytes
+            if budget <= 0 and shed <= 0:
                 break
 
     def checkpoint_all(self) -> list[OutputRecord]:

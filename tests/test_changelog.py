@@ -5,6 +5,7 @@ replays the input in between silently."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -144,6 +145,28 @@ def test_checkpoints_share_the_budget_of_a_batch_the_longest_under_way_first(
     assert all(markers[1:]) is False and sum(map(len, markers[1:7])) == 3, "each completes once, in turn"
     first_done = [batch for batch in range(1, 7) if markers[batch]]
     assert [markers[batch] for batch in first_done] == [[0], [1], [2]]
+
+
+def test_the_copies_held_for_checkpoints_under_way_stay_under_their_cap(small_simulation: tuple[Path, Path]) -> None:
+    kafka = {"checkpoint_interval_ms": 0, "checkpoint_records_per_batch": 5, "checkpoint_max_copy_bytes": 20_000}
+    config = WardenConfig.model_validate({"kafka": kafka})
+    pipeline = Pipeline(config, frozenset(Channel))
+    records = _records(small_simulation[0], partitions=2, limit=3000)
+    written: list[OutputRecord] = []
+    most = 0
+    for start in range(0, len(records), 100):
+        outputs = pipeline.process(records[start : start + 100]).outputs
+        written.extend(outputs)
+        assert sum(processor.checkpoint_copy_bytes for processor in pipeline.processors.values()) <= 20_000
+        subjects = [output for output in outputs if output.key is not None and output.key.count(b"|") == 2]
+        most = max(most, max(Counter(output.partition for output in subjects).values(), default=0))
+    assert most > 5, "the cap never made a batch write past its budget: the test proves nothing"
+    written.extend(pipeline.checkpoint_all())
+    for partition, processor in pipeline.processors.items():
+        replica = PartitionProcessor(partition, config, changelog=True)
+        mine = [output for output in written if output.partition == partition]
+        assert replica.restore(_compact(mine))[0] == processor.position
+        assert _state(replica) == _state(processor)
 
 
 def test_a_clean_stop_checkpoints_every_partition_that_moved_due_or_not(small_simulation: tuple[Path, Path]) -> None:

@@ -1,8 +1,9 @@
 """Warden's performance harness: each measurement against a baseline run in the same invocation.
 
-    .venv/bin/python -m benchmarks.run [--only embedded,kafka,latency,state,rss] [--json out.json]
+    .venv/bin/python -m benchmarks.run [--only embedded,kafka,latency,state,rss] [--json out.json] [--no-pin]
 
-Prints a table (events/s, ratio to baseline, latency percentiles, memory) and writes JSON.
+Prints a table (events/s, ratio to baseline, latency percentiles, memory) and writes JSON. The measured side
+runs on one core, the broker and the load generator on the others, unless ``--no-pin``.
 Nothing here is asserted by the test suite: figures go into the README's performance section.
 """
 

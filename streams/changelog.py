@@ -16,6 +16,7 @@ the input from there.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -191,6 +192,10 @@ class Changelog:
             for name, store in self._stores:
                 store.apply_change(subject, states.get(name))
         self.completed = checkpoint
+        if checkpoint is not None:
+            # The changelog holds a complete checkpoint, so the next need not be written whole in one batch
+            # (a failover's first batch would carry it); it is due at once, like one whose interval is over.
+            self.started = (-math.inf, checkpoint)
         return checkpoint, len(chosen)
 
     def _set_slot(self, subject: str, slot: int) -> None:

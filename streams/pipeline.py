@@ -119,9 +119,10 @@ class PartitionProcessor:
         return self.changelog
 
     def begin_checkpoint(self, now: float) -> list[OutputRecord]:
-        """Begin a checkpoint if one is due; ``write_checkpoint`` writes it. The first is due at once and is
-        written whole here: any offset a partition commits must have a checkpoint at or before it, or a
-        restore would have nothing to replay from. Later ones are due once none is under way and either
+        """Begin a checkpoint if one is due; ``write_checkpoint`` writes it. A partition's first, when its
+        changelog holds none, is due at once and written whole here: any offset a partition commits must
+        have a checkpoint at or before it, or a restore would have nothing to replay from. Later ones (and
+        the first after a restore from a checkpoint) are due once none is under way and either
         ``checkpoint_max_pending`` subjects have changed or the interval has passed and the input moved."""
         kafka, changelog = self.config.kafka, self._changelog()
         if changelog.started is None:

@@ -137,19 +137,14 @@ class Changelog:
 
     def _record(self, subject: str, value: bytes | None) -> OutputRecord:
         """The subject's record under its other key, which becomes its latest."""
-        odd = self._odd
-        if subject in odd:
-            slot = 0
-            odd.discard(subject)
-        else:
-            slot = 1
-            odd.add(subject)
+        slot = 0 if subject in self._odd else 1
+        self._set_slot(subject, slot)
         if value is not None:
             self._tombstoned.discard(subject)
         elif subject in self._tombstoned:
             # Both keys hold a tombstone now: nothing of the subject is left to restore.
             self._tombstoned.discard(subject)
-            odd.discard(subject)
+            self._odd.discard(subject)
         else:
             # The other key may still hold a state, which compaction would keep after this tombstone's
             # retention: the next checkpoint writes a tombstone under it too.

@@ -13,7 +13,7 @@ for large values, so a count that doubles moves as far at 10/min as at 10,000/mi
   hourly one age alike), and are shrunk towards zero by ``w / (w + season_shrinkage)`` while
   their slot has seen few periods, so one odd Monday does not become the Monday profile.
 - scale = EWMA of the absolute residual (a running mean absolute deviation), with a floor; one
-  value moves it by at most ``SCALE_STEP_CAP`` × itself, so a surge or a ramp cannot quickly widen
+  value moves it by at most twice itself, so a surge or a ramp cannot quickly widen
   the band it is judged by.
 - z = residual / (1.25 · scale): a robust z-score (1.25 · MAD ≈ σ for normal noise).
 - Residuals are clipped at ``huber_z`` before they teach the model (Huber), so a surge does not
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+from detectors import native
 from detectors.state import base64_text
 
 HOURS_PER_DAY = 24
@@ -43,10 +44,6 @@ MS_PER_HOUR = 3_600_000
 # 1970-01-01 was a Thursday: shift so that slot 0 is Monday.
 _EPOCH_WEEKDAY = 3
 _MAD_TO_SIGMA = 1.25
-_COUNT_CAP = 1_000_000
-SCALE_STEP_CAP = 2.0
-AUTOCORRELATION_RATE = 0.25
-"""The autocorrelation learns at this fraction of ``scale_alpha``."""
 _THRESHOLD_MARGIN = 1e-9
 """Relative safety margin of ``SeasonalModel.threshold`` (its float error is some 1e-15)."""
 
@@ -87,8 +84,6 @@ LANE_SIZE = _WEEK + DAYS_PER_WEEK
 _UNLEARNED: array[float] = array("f")
 """The values of every state that has learned nothing yet: one shared empty array, never written (the learner
 gives a state its own array at its first point), so a subject seen once costs no model."""
-_ZERO_SHARED = array("f", bytes(4 * _LANES))
-_ZERO_LANE = array("f", bytes(4 * LANE_SIZE))
 _READ_ZEROS = array("f", bytes(4 * (_LANES + LANE_SIZE)))
 """What an unlearned state's slot weights and a lane that only ever learned zeros read: zeros, at ``_LANES``."""
 
@@ -379,141 +374,20 @@ def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearne
     """A learner for states of ``len(units)`` lanes that share ``params`` but their ``units``; the time-only
     work (slots, spacing, slot weights, rates) is done once per point for all lanes.
 
-    This is the traffic detector's hot loop, called on every closed bucket, so the settings are bound here
-    once rather than read on each call, and ``_slots``, ``_predict`` (without the prior) and ``_deflation``
-    are inlined. min() and max() are spelt as conditionals (a call costs several times more here), with
-    the builtins' choice on ties: max(a, b) is ``b if b > a else a``, min(a, b) is ``b if b < a else a``."""
-    p = params
-    warmup, shrinkage, min_scale, huber_z = p.warmup, p.season_shrinkage, p.min_scale, p.huber_z
-    drift, cusum_cap = p.cusum_drift, 2 * p.cusum_limit
-    level_alpha, season_alpha, scale_alpha = p.level_alpha, p.season_alpha, p.scale_alpha
-    rho_rate = scale_alpha * AUTOCORRELATION_RATE
-    lane_count = len(units)
-    lanes = tuple((lane, 1 << lane, unit) for lane, unit in enumerate(units))
-    # Per set of stirred lanes, where each lane starts (an unstirred one: where it would be inserted).
-    offsets_by_stirred = [
-        tuple(_lane_offset(stirred, lane) for lane in range(lane_count)) for stirred in range(1 << lane_count)
-    ]
-
-    def stir(v: array[float], stirred: int, lane: int) -> tuple[int, tuple[int, ...]]:
-        """Give ``lane`` its numbers (zeros, as it has learned only zeros so far) at its place in ``v``; returns
-        the stirred bits and offsets with it."""
-        at = offsets_by_stirred[stirred][lane]
-        v[at:at] = _ZERO_LANE
-        stirred |= 1 << lane
-        return stirred, offsets_by_stirred[stirred]
-
-    def learn(state: SeasonalState, points: Iterable[tuple[int, Sequence[float]]]) -> None:
-        if state.lanes != lane_count:
-            raise ValueError(f"a learner of {lane_count} lanes for a {state.lanes}-lane state")
-        v = state.values
-        n, last_ts_ms, stirred = state.n, state.last_ts_ms, state.stirred
-        offsets = offsets_by_stirred[stirred]
-        for ts_ms, values in points:
-            # Seasonal slots learn per unit of time, not per point, so minute and hourly series age alike.
-            if last_ts_ms is None:
-                spacing_h = 1.0
-            else:
-                elapsed_h = (ts_ms - last_ts_ms if ts_ms > last_ts_ms else 0) / MS_PER_HOUR
-                spacing_h = elapsed_h if elapsed_h < 1.0 else 1.0
-            last_ts_ms = ts_ms
-            if n == 0:
-                if not v:
-                    v = state.values = array("f", _ZERO_SHARED)
-                for (lane, bit, unit), value in zip(lanes, values, strict=True):
-                    if value:
-                        if not stirred & bit:
-                            stirred, offsets = stir(v, stirred, lane)
-                        v[offsets[lane] + _LEVEL] = math.asinh(value / unit)
-                n = 1
-                continue
-            hours = ts_ms // MS_PER_HOUR
-            hour, weekday = hours % HOURS_PER_DAY, (hours // HOURS_PER_DAY + _EPOCH_WEEKDAY) % DAYS_PER_WEEK
-            day_seen, week_seen = v[_DAY_WEIGHT + hour], v[_WEEK_WEIGHT + weekday]
-            day_shrink, week_shrink = day_seen / (day_seen + shrinkage), week_seen / (week_seen + shrinkage)
-            warm = n >= warmup
-            level_rate = 1.0 / (n + 1)
-            level_rate = level_rate if level_rate > level_alpha else level_alpha
-            scale_rate = 1.0 / n
-            scale_rate = scale_rate if scale_rate > scale_alpha else scale_alpha
-            # A weighted running mean at first, an EWMA over periods once the slot has history.
-            day_seen += spacing_h
-            v[_DAY_WEIGHT + hour] = day_seen
-            day_rate = 1.0 / day_seen
-            day_factor = (day_rate if day_rate > season_alpha else season_alpha) * spacing_h
-            spacing_w = spacing_h / HOURS_PER_DAY
-            week_seen += spacing_w
-            v[_WEEK_WEIGHT + weekday] = week_seen
-            week_rate = 1.0 / week_seen
-            week_factor = (week_rate if week_rate > season_alpha else season_alpha) * spacing_w
-            for (lane, bit, unit), value in zip(lanes, values, strict=True):
-                if not stirred & bit:
-                    if not value:
-                        continue
-                    stirred, offsets = stir(v, stirred, lane)
-                base = offsets[lane]
-                y = math.asinh(value / unit)
-                level, scale, last_z = v[base + _LEVEL], v[base + _SCALE], v[base + _LAST_Z]
-                day_shift, week_shift = v[base + _DAY_SHIFT], v[base + _WEEK_SHIFT]
-                day_value, week_value = v[base + _DAY + hour], v[base + _WEEK + weekday]
-                # z, the CUSUM and the scale judge the prediction as scored; the level and profile learn from the
-                # residual of the unshrunk profile, so the offsets converge to it rather than overshoot.
-                day_offset, week_offset = day_value - day_shift, week_value - week_shift
-                profile = level + day_offset + week_offset
-                expected = level + day_shrink * day_offset + week_shrink * week_offset
-                sigma = scale * _MAD_TO_SIGMA
-                sigma = min_scale if min_scale > sigma else sigma
-                residual = y - expected
-                z = residual / sigma
-                profile_residual = y - profile
-                bounded_z = z if z < huber_z else huber_z
-                bounded_z = bounded_z if bounded_z > -huber_z else -huber_z
-                if warm:
-                    lag_product, z_power = v[base + _LAG_PRODUCT], v[base + _Z_POWER]
-                    if z_power > 0:
-                        rho = lag_product / z_power
-                        rho = 0.0 if not rho > 0.0 else 0.95 if rho > 0.95 else rho
-                    else:
-                        rho = 0.0
-                    step = z * math.sqrt((1 - rho) / (1 + rho))
-                    cusum_up = v[base + _CUSUM_UP] + step - drift
-                    v[base + _CUSUM_UP] = 0.0 if not cusum_up > 0.0 else cusum_cap if cusum_cap < cusum_up else cusum_up
-                    cusum_down = v[base + _CUSUM_DOWN] - step - drift
-                    v[base + _CUSUM_DOWN] = (
-                        0.0 if not cusum_down > 0.0 else cusum_cap if cusum_cap < cusum_down else cusum_down
-                    )
-                    # Huber: an outlier teaches the model only as much as a 'huber_z' deviation would.
-                    bound = huber_z * sigma
-                    clipped = profile_residual if profile_residual < bound else bound
-                    clipped = clipped if clipped > -bound else -bound
-                    # The scale hears at most twice itself per value (a normal residual exceeds that ~1 % of the
-                    # time), so a surge or a ramp cannot quickly widen the band it is judged by.
-                    scale_cap = SCALE_STEP_CAP * (min_scale if min_scale > scale else scale)
-                    scale_input = abs(residual)
-                    scale_input = scale_cap if scale_cap < scale_input else scale_input
-                    # Autocorrelation is a trait of the series, learned slowly (so an episode's own run barely
-                    # moves it) and only once warm (the warm-up's residuals are the model converging).
-                    v[base + _LAG_PRODUCT] = lag_product + rho_rate * (bounded_z * last_z - lag_product)
-                    v[base + _Z_POWER] = z_power + rho_rate * (bounded_z * bounded_z - z_power)
-                else:
-                    v[base + _CUSUM_UP] = v[base + _CUSUM_DOWN] = 0.0
-                    clipped = profile_residual
-                    scale_input = abs(residual)
-                level += level_rate * clipped
-                v[base + _SCALE] = scale + scale_rate * (scale_input - scale)
-                v[base + _LAST_Z] = bounded_z
-                remainder = clipped * (1 - level_rate)
-                day_step = day_factor * remainder
-                week_step = week_factor * remainder
-                # Offsets average zero and the mean lives in the level: otherwise level and profiles, learning
-                # from the same residual, drift in opposite directions and the profile is no longer a profile.
-                v[base + _DAY + hour] = day_value + day_step
-                v[base + _DAY_SHIFT] = day_shift + day_step / HOURS_PER_DAY
-                v[base + _WEEK + weekday] = week_value + week_step
-                v[base + _WEEK_SHIFT] = week_shift + week_step / DAYS_PER_WEEK
-                v[base + _LEVEL] = level + (day_step / HOURS_PER_DAY + week_step / DAYS_PER_WEEK)
-            if n < _COUNT_CAP:
-                n += 1
-        state.n, state.last_ts_ms, state.stirred = n, last_ts_ms, stirred
-
-    return learn
+    This is the traffic detector's hot loop, called on every closed bucket, so it is compiled
+    (``native/src/seasonal.rs``): the arithmetic of ``_predict`` and of the steps the module docstring
+    describes, operation for operation in doubles, with what is kept rounded to 32-bit floats as ``array("f")``
+    rounds it. A lane stirred by a point is inserted into ``values`` (the same array object); a state's first
+    point gives it an array of its own."""
+    return native.LaneLearner(
+        warmup=params.warmup,
+        season_shrinkage=params.season_shrinkage,
+        min_scale=params.min_scale,
+        huber_z=params.huber_z,
+        cusum_drift=params.cusum_drift,
+        cusum_limit=params.cusum_limit,
+        level_alpha=params.level_alpha,
+        season_alpha=params.season_alpha,
+        scale_alpha=params.scale_alpha,
+        units=list(units),
+    )

@@ -262,11 +262,14 @@ def test_kustomization_lists_every_manifest_but_the_operator_one() -> None:
     assert set(kustomization["resources"]) == manifests
 
 
-def test_dockerfile_installs_every_package() -> None:
+def test_dockerfile_builds_every_package_and_the_compiled_module() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
     packages = [pattern.rstrip("*") for pattern in setuptools["packages"]["find"]["include"]]
-    for package in packages:
-        assert f"COPY {package} {package}" in dockerfile
+    rust = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools-rust"]
+    crates = [str(Path(module["path"]).parent) for module in rust["ext-modules"]]
+    for folder in packages + crates:
+        assert f"COPY {folder} {folder}" in dockerfile
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8")
-    assert all(f"!{package}/" in ignore for package in packages)
+    assert all(f"!{folder}/" in ignore for folder in packages + crates)
+    assert "**/*.so" in ignore, "a module compiled on the host must not stand in for the image's own build"

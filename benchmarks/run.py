@@ -42,6 +42,7 @@ from streams.cli import replay_file
 from streams.decode import decode_event
 from streams.files import JsonlFileSource
 from streams.records import Channel
+from streams.runner import set_gc_threshold
 from streams.simulator import _SETTINGS, _STYLES, _SUBJECTS, MINOR_SAFETY_TEST_PROMPTS
 
 if TYPE_CHECKING:
@@ -239,10 +240,11 @@ def _warden_rate(config: WardenConfig, total: int) -> float:
 
 
 QUIX_APP = r'''
-import sys, time
+import gc, sys, time
 from datetime import datetime, timedelta
 from quixstreams import Application
 bootstrap, topic_name, group, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+gc.set_threshold(int(sys.argv[5]), *gc.get_threshold()[1:])
 app = Application(broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
                   processing_guarantee="exactly-once")
 
@@ -275,7 +277,8 @@ def _quix_rate(topic: str, total: int) -> float | None:
         return None
     script = Path(tempfile.mkdtemp()) / "quix_app.py"
     script.write_text(QUIX_APP)
-    out = subprocess.run([quix_python, str(script), BOOTSTRAP, topic, f"quix-{uuid.uuid4().hex[:6]}", str(total)],
+    group, young = f"quix-{uuid.uuid4().hex[:6]}", str(gc.get_threshold()[0])
+    out = subprocess.run([quix_python, str(script), BOOTSTRAP, topic, group, str(total), young],
                          capture_output=True, text=True, timeout=900, cwd=script.parent)
     for line in out.stdout.splitlines():
         if line.startswith("RATE"):
@@ -665,6 +668,9 @@ def main() -> None:
         name, _, value = option.partition("=")
         KAFKA_OPTIONS[name] = yaml.safe_load(value)
     wanted = set(args.only.split(","))
+    # Every Python side runs under Warden's collector setting: the baselines in this process, and the
+    # quixstreams app too (QUIX_APP), so no side is measured with more collection work than another.
+    set_gc_threshold(WardenConfig().pipeline.gc_young_threshold)
     cores = os.sched_getaffinity(0)
     if not args.no_pin and len(cores) > 1:
         global PINNED

@@ -488,10 +488,11 @@ class PipelineConfig(_Section):
     )
     gc_young_threshold: int = Field(
         default=20_000, ge=0, le=10_000_000,
-        description="`warden run` sets Python's youngest-generation collection threshold to this (Python's "
-        "default is 700; 0 keeps it). A batch's records, events and outputs live until it commits: with the "
-        "default they are promoted to the oldest generation during the batch, and every few batches that "
-        "triggers a full collection, which walks all detector state (measured ~300 ms at 10,000 accounts)",
+        description="`warden run` and `warden replay` set Python's youngest-generation collection threshold to "
+        "this (Python's default is 700; 0 keeps it). A batch's records, events and outputs live until it "
+        "commits: with the default they are promoted to the oldest generation during the batch, and every few "
+        "batches that triggers a full collection, which walks all detector state (measured ~300 ms at 10,000 "
+        "accounts; a replay ran 26% faster with 20,000)",
     )
 
 

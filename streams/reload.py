@@ -25,7 +25,6 @@ def reload_config(runner: Runner, path: str | Path | None) -> bool:
     fresh = loaded.model_copy(update={"kafka": running.kafka, "server": running.server})
     if fresh != loaded:
         log.warning("config reload: kafka and server settings change only on restart; the running ones are kept")
-    runner.config = fresh
-    runner.pipeline.reconfigure(fresh)
+    runner.reconfigure(fresh)
     log.info("config reloaded: policy %s → %s", running.policy_version, fresh.policy_version)
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,19 +48,36 @@ class RunSummary:
 ProgressCallback = Callable[[Source, RunSummary], None]
 
 
+def set_gc_threshold(young: int) -> None:
+    """The youngest generation's collection threshold for this process (``pipeline.gc_young_threshold``; 0 keeps
+    what is set). The older generations keep theirs: a full collection still runs, only rarer, since a batch's
+    short-lived objects no longer reach the oldest generation and count towards one."""
+    if young:
+        _, middle, oldest = gc.get_threshold()
+        gc.set_threshold(young, middle, oldest)
+
+
 class Runner:
-    """Drives records from a source through the pipeline into a sink, one commit point per batch."""
+    """Drives records from a source through the pipeline into a sink, one commit point per batch. The process
+    runs one runner: it sets the process's collection threshold from its config."""
 
     def __init__(
         self, config: WardenConfig, source: Source, sink: Sink, wall_clock: Callable[[], float] | None = None
     ) -> None:
         self.config = config
+        set_gc_threshold(config.pipeline.gc_young_threshold)
         self.source = source
         self.sink = sink
         # Only a live run has a meaningful wall clock to measure event lag against; a replay passes none.
         self.wall_clock = wall_clock
         self.pipeline = Pipeline(config, sink.channels(), source.name)
         self.summary = RunSummary()
+
+    def reconfigure(self, config: WardenConfig) -> None:
+        """Hot reload between batches: the pipeline keeps its state under the new config."""
+        self.config = config
+        set_gc_threshold(config.pipeline.gc_young_threshold)
+        self.pipeline.reconfigure(config)
 
     def step(self) -> BatchResult | None:
         """One batch: poll, process, emit, commit. None when the source had nothing."""

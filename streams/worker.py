@@ -8,7 +8,6 @@ the state of its partitions, so nothing is lost and nothing is emitted twice.
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import threading
@@ -31,15 +30,6 @@ log = logging.getLogger(__name__)
 
 REVERSAL_POLL_INTERVAL_S = 0.1
 """How often the reversal poller looks for lifted actions (people write them; a tenth of a second is prompt)."""
-
-
-def set_gc_threshold(young: int) -> None:
-    """The youngest generation's collection threshold for this process (``pipeline.gc_young_threshold``; 0 keeps
-    what is set). The older generations keep theirs: a full collection still runs, only rarer, since a batch's
-    short-lived objects no longer reach the oldest generation and count towards one."""
-    if young:
-        _, middle, oldest = gc.get_threshold()
-        gc.set_threshold(young, middle, oldest)
 
 
 class ReversalPoller:
@@ -95,7 +85,6 @@ class KafkaWorker:
         self.reload_requested = threading.Event()
         self.stopping = threading.Event()
         self.last_turn = time.monotonic()
-        set_gc_threshold(config.pipeline.gc_young_threshold)
         kafka = config.kafka
         ensure_topics(kafka)
         self.source = KafkaSource(kafka, instance_id)
@@ -180,7 +169,6 @@ class KafkaWorker:
             self.reload_requested.clear()
             reload_config(self.runner, self.config_path)
             self.config = self.runner.config
-            set_gc_threshold(self.config.pipeline.gc_young_threshold)
         reversals = self.reversals.take()
         if reversals:
             self.runner.pipeline.add_reversals(reversals)

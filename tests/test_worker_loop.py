@@ -3,7 +3,6 @@ also takes what arrived while the previous batch was processed, and the GC thres
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from typing import Any
@@ -14,7 +13,7 @@ from kafka.errors import KafkaError
 
 from models.config import ConfigError, KafkaConfig, parse_config
 from streams.kafka_io import KafkaSource
-from streams.worker import ReversalPoller, set_gc_threshold
+from streams.worker import ReversalPoller
 
 
 class FakeFeed:
@@ -128,17 +127,6 @@ def test_no_second_poll_when_it_cannot_help(
     consumer = FakeConsumer([first, {P0: [Record(9)]}])
     source(consumer, catch_up_ms, last_poll_ago_s).poll(2)
     assert len(consumer.asked) == 1
-
-
-def test_gc_young_threshold_sets_only_the_youngest_generation() -> None:
-    before = gc.get_threshold()
-    try:
-        set_gc_threshold(12_345)
-        assert gc.get_threshold() == (12_345, *before[1:])
-        set_gc_threshold(0)  # 0 keeps what is set
-        assert gc.get_threshold() == (12_345, *before[1:])
-    finally:
-        gc.set_threshold(*before)
 
 
 @pytest.mark.parametrize(

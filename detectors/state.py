@@ -76,6 +76,9 @@ class SubjectStore(Generic[S]):
             self.before_change(subject)
         state = self._states.get(subject)
         if state is None or now_ms - state.last_seen_ms > self.idle_ttl_ms:
+            if state is not None:
+                # Back after an idle spell: new, and so the most recently seen (assigning would keep its old place).
+                del self._states[subject]
             state = self._factory(now_ms)
             self._states[subject] = state
             if len(self._states) > self.max_subjects:

@@ -17,7 +17,6 @@ the input from there.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -33,8 +32,9 @@ MARKER_VALUE = b"{}"
 """The checkpoint marker's value. Not a tombstone: compaction would drop it in time, and a restore would then
 replay from an older record's position onto state that already holds what follows it."""
 
-LatestRecords = Mapping[bytes, tuple[int, bytes | None]]
-"""What a compacted changelog partition holds: per key, the latest record's ``batch_end`` and value."""
+LatestRecords = dict[bytes, tuple[int, bytes | None]]
+"""What a compacted changelog partition holds: per key, the latest record's ``batch_end`` and value. A restore
+takes it over and empties it as it goes."""
 
 
 def marker_key(partition: int) -> bytes:
@@ -158,14 +158,18 @@ class Changelog:
         """Rebuild the stores from a compacted changelog partition: per subject, the newer of its two records at
         or before the last marker's position. Returns that position (None without a marker) and how many
         records were applied. A record past it is of a checkpoint that was never completed: its subject is
-        written again by the next checkpoint, under that record's key, so it cannot outlive the restore."""
+        written again by the next checkpoint, under that record's key, so it cannot outlive the restore.
+
+        ``latest`` is emptied: the records not chosen are dropped before any state is built, and each chosen one
+        as its state is applied, so the bytes read and the state built are not both held whole (the two keys of
+        a subject would hold about twice the state's size as JSON)."""
         checkpoint = latest.get(marker_key(self.partition), (None, None))[0]
-        by_subject: dict[str, list[tuple[int, int, bytes | None]]] = {}
-        for key, (batch_end, value) in latest.items():
+        by_subject: dict[str, list[tuple[int, int, bytes]]] = {}
+        for key, (batch_end, _) in latest.items():
             parts = key.decode().split("|", 2)
             if len(parts) == 3:  # not the marker
-                by_subject.setdefault(parts[2], []).append((batch_end, int(parts[1]), value))
-        chosen: list[tuple[int, str, bytes | None]] = []
+                by_subject.setdefault(parts[2], []).append((batch_end, int(parts[1]), key))
+        chosen: list[tuple[int, str, bytes]] = []
         for subject, records in by_subject.items():
             complete = [record for record in records if checkpoint is None or record[0] <= checkpoint]
             if len(complete) < len(records):
@@ -174,15 +178,19 @@ class Changelog:
                 self._pending.add(subject)
             if not complete:
                 continue
-            batch_end, newest_slot, value = max(complete, key=lambda record: record[0])
+            batch_end, newest_slot, key = max(complete, key=lambda record: record[0])
             if len(complete) == len(records):
                 self._set_slot(subject, newest_slot)
-            if value is None and any(other is not None for _, _, other in complete):
+            if latest[key][1] is None and any(latest[other][1] is not None for _, _, other in complete):
                 self._tombstoned.add(subject)
                 self._pending.add(subject)
-            chosen.append((batch_end, subject, value))
+            chosen.append((batch_end, subject, key))
+        kept = {key for _, _, key in chosen}
+        for key in [key for key in latest if key not in kept]:
+            del latest[key]
         chosen.sort(key=lambda record: record[0])  # the oldest first: the least recently used, as near as known
-        for _, subject, value in chosen:
+        for _, subject, key in chosen:
+            value = latest.pop(key)[1]
             states = {} if value is None else orjson.loads(value)
             for name, store in self._stores:
                 store.apply_change(subject, states.get(name))

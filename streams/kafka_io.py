@@ -16,7 +16,7 @@ from kafka.errors import TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from models.config import KafkaConfig
-from streams.changelog import CHANGELOG_BATCH_END
+from streams.changelog import CHANGELOG_BATCH_END, LatestRecords
 from streams.records import Channel, OutputRecord, SourceRecord
 from streams.sink import Sink
 from streams.source import Source
@@ -191,7 +191,7 @@ class KafkaSource(Source):
         self.consumer.close()
 
 
-def read_changelog(config: KafkaConfig, partition: int, committed: int) -> dict[bytes, tuple[int, bytes | None]]:
+def read_changelog(config: KafkaConfig, partition: int, committed: int) -> LatestRecords:
     """The committed changelog of one partition, as compaction keeps it: per key, the latest record's
     ``batch_end`` and value, leaving out changes of batches that end past the ``committed`` input offset (they
     will be processed again)."""
@@ -210,7 +210,7 @@ def read_changelog(config: KafkaConfig, partition: int, committed: int) -> dict[
         reader.seek_to_beginning(tp)
         end = reader.end_offsets([tp])[tp]
         deadline = time.monotonic() + RESTORE_TIMEOUT_S
-        latest: dict[bytes, tuple[int, bytes | None]] = {}
+        latest: LatestRecords = {}
         while reader.position(tp) < end:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"changelog partition {partition} not restored within {RESTORE_TIMEOUT_S}s")

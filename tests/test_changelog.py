@@ -68,9 +68,24 @@ def test_the_compacted_changelog_rebuilds_every_store(small_events: list[Telemet
     assert {slot for _, slot, _ in subjects} == {b"0", b"1"}, "a subject written again goes under its other key"
 
     replica = PartitionProcessor(0, config, changelog=True)
+    held: list[int] = []  # the records still held as each subject's state is applied
+    store = next(iter(replica.detectors[0].stores().values()))
+    apply_change = store.apply_change
+
+    def counting(subject: str, data: dict[str, object] | None) -> None:
+        held.append(len(compacted))
+        apply_change(subject, data)
+
+    store.apply_change = counting  # type: ignore[method-assign]
+    keys = len(compacted)
     checkpoint, applied = replica.restore(compacted)
     assert checkpoint == len(small_events) and applied > 0
     assert _state(replica) == _state(source)
+    # The restore takes the records over: those not chosen (a subject's older key, the marker) go before any
+    # state is built, and each chosen one as its state is applied, so the bytes and the states are never both
+    # held whole.
+    assert keys > applied + 1 and compacted == {}
+    assert held == list(range(applied - 1, -1, -1))
 
 
 def test_one_record_holds_a_key_in_every_detector_that_tracks_it(small_events: list[TelemetryEvent]) -> None:

@@ -104,7 +104,17 @@ class KafkaSource(Source):
         self.revoke_hooks: list[AssignHook] = []
         self._last_poll_end = time.monotonic()
 
-    def subscribe(self) -> None:
+    def subscribe(self, timeout_s: float = 30.0) -> None:
+        """Join the group once the consumer's metadata has the topic's partitions. Without them (a topic created
+        a moment before), the first join assigns nothing and a second follows at once; kafka-python 3.0.12 was
+        seen once to hang in such a second join's SyncGroup, and the worker never consumed. (A second join
+        soon after the first also happens with the metadata there, so this makes the hang rarer, not
+        impossible.)"""
+        deadline = time.monotonic() + timeout_s
+        while not self.consumer.partitions_for_topic(self.topic):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no partitions of {self.topic} in the cluster's metadata after {timeout_s:.0f}s")
+            time.sleep(0.1)
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
 
 

@@ -11,7 +11,7 @@ from models.config import WardenConfig
 from streams.cli import replay_file
 from streams.records import Channel
 from streams.simulator import SimulationSpec, write_simulation
-from tests.integration.kafka_support import broker
+from tests.integration.kafka_support import STARTED_WORKERS, broker
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +39,15 @@ def telemetry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[byte
     findings = sorted(outputs[Channel.FINDINGS].read_bytes().splitlines())
     assert actions, "the simulation must produce actions for the comparison to mean anything"
     return events, actions, findings
+
+
+@pytest.fixture(autouse=True)
+def kill_leftover_workers() -> Iterator[None]:
+    """A test that fails before stopping its workers must not leave them running: a worker whose broker has
+    gone retries for good, and one left by a failed CI run here spun at 40% of a core through the later tests."""
+    yield
+    while STARTED_WORKERS:
+        worker = STARTED_WORKERS.pop()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

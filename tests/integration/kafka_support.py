@@ -76,10 +76,12 @@ class Deployment:
 
     def start_worker(self, instance: str) -> subprocess.Popen[bytes]:
         log = open(self.directory / f"worker-{instance}.log", "ab")  # noqa: SIM115 - owned by the process
-        return subprocess.Popen(
+        worker = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "run", "--config", str(self.config_path), "--instance-id", instance],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )
+        STARTED_WORKERS.append(worker)
+        return worker
 
     def wait_for_restores(self, instance: str, count: int, timeout_s: float = 60.0) -> list[tuple[int, int]]:
         """Wait until a worker's log shows ``count`` partition restores; (state records, input records replayed)
@@ -157,6 +159,10 @@ class Deployment:
 
 
 RESTORE_LINE = re.compile(rb"partition \d+ assigned: restored (\d+) state records, replaying (\d+) input records")
+
+
+STARTED_WORKERS: list[subprocess.Popen[bytes]] = []
+"""Every worker a test started: the ``kill_leftover_workers`` fixture kills those a failed test left running."""
 
 
 def stop_worker(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:

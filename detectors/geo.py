@@ -68,12 +68,6 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * _EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
-def distance_km(a: Place, b: Place) -> float | None:
-    if a.latitude is None or a.longitude is None or b.latitude is None or b.longitude is None:
-        return None
-    return haversine_km(a.latitude, a.longitude, b.latitude, b.longitude)
-
-
 class GeoLocator:
     """Address → ``Place`` from a city database and an optional ASN database; callers cache per address."""
 

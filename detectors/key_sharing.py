@@ -18,9 +18,9 @@ from functools import lru_cache
 from typing import Any
 
 from detectors.base import Detector, cooling_down, new_store
-from detectors.geo import Place, distance_km, open_geolocator
+from detectors.geo import Place, haversine_km, open_geolocator
+from detectors.native import SharingWindow, UsageProfile
 from detectors.networks import subnet_of
-from detectors.sketches import SlidingDistinct
 from detectors.state import SubjectStore
 from models.config import KeySharingConfig, StateConfig
 from models.finding import Finding, Severity, SubjectType
@@ -30,59 +30,20 @@ from models.telemetry import TelemetryEvent
 NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS = "networks", "asns", "countries", "devices", "user_agents"
 DIMENSIONS = (NETWORKS, ASNS, COUNTRIES, DEVICES, USER_AGENTS)
 # An event's items, in the order they are counted: user agent, device, then the located network, ASN, country.
-# Commonest first: a profile's sketch holds the kinds up to the last one it has seen (see ``SlidingDistinct``).
+# Commonest first: a profile's sketch holds the kinds up to the last one it has seen (``native/src/sketches.rs``).
 ITEM_DIMENSIONS = (USER_AGENTS, DEVICES, NETWORKS, ASNS, COUNTRIES)
-Items = tuple[str | None, ...]
-Recent = tuple[int, tuple[Items, ...]]  # a pane, and the items of its last few distinct events (the latest first)
-_RECENT_ITEMS = 3
-"""Distinct item tuples remembered per pane: a key's user, or an account's keys, mostly alternate among a few."""
-_NOTHING_SEEN: tuple[tuple[str | None, ...], ...] = ((),) * len(ITEM_DIMENSIONS)
+Here = tuple[str, float, float | None]
+"""Where a located use is: its country, latitude and longitude."""
 _KIND = {dim: kind for kind, dim in enumerate(ITEM_DIMENSIONS)}
-"""Each dimension's kind in a profile's ``SlidingDistinct``: its place in ``ITEM_DIMENSIONS``."""
-
-
-@dataclass(slots=True)
-class UsageProfile:
-    """One key's or account's recent spread: sketches plus the last located use and recent distant hops."""
-
-    last_seen_ms: int
-    distinct: SlidingDistinct | None = None
-    """Every dimension's distinct count in one sketch (kinds in ``ITEM_DIMENSIONS`` order), made at the first item."""
-    previous: list[Any] | None = None  # [country, latitude, longitude, ts_ms] of the last located use
-    switches: tuple[int, ...] = ()  # times of recent hops between distant countries (most profiles: none)
-    last_flag_ms: int | None = None
-    # Not state but a shortcut, never dumped: the pane the last events fell in and the items of its last
-    # few distinct events (a key's user or an account's keys often alternate). Within that pane, one of
-    # those items again only repeats what its sketch's current pane holds.
-    recent: Recent | None = None
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "last_seen_ms": self.last_seen_ms,
-            "distinct": None if self.distinct is None else self.distinct.dump(),
-            "previous": None if self.previous is None else list(self.previous),
-            "switches": list(self.switches),
-            "last_flag_ms": self.last_flag_ms,
-        }
-
-    @classmethod
-    def load(cls, data: dict[str, Any]) -> UsageProfile:
-        return cls(
-            data["last_seen_ms"],
-            None if data["distinct"] is None else SlidingDistinct.load(data["distinct"]),
-            None if data["previous"] is None else list(data["previous"]),
-            tuple(data["switches"]),
-            data["last_flag_ms"],
-        )
+"""Each dimension's kind in a profile's sketch: its place in ``ITEM_DIMENSIONS``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """What an address contributes: its place, whether that is a place at all, and the located items."""
+    """What an address contributes: the located items and where it is, or nothing when it is no place."""
 
-    place: Place
-    located: bool
     items: tuple[str | None, str | None, str | None]  # network, "AS<n>", country; all None when not located
+    here: Here | None  # country, latitude, longitude
 
 
 class KeySharingDetector(Detector):
@@ -98,7 +59,8 @@ class KeySharingDetector(Detector):
         self.accounts: SubjectStore[UsageProfile] = new_store(UsageProfile, UsageProfile.load, state)
         self.geo = open_geolocator(config.geoip_city_db, config.geoip_asn_db)
         self._placeless_asns = frozenset(config.carrier_asns) | frozenset(config.cloud_asns)
-        self._pane_ms = max(1, config.window_s * 1000 // config.panes)
+        pane_ms = max(1, config.window_s * 1000 // config.panes)
+        self.window = SharingWindow(config.sketch_precision, pane_ms, config.panes)
         # Clients reuse a few addresses for thousands of calls: derive each address's items once.
         self.site = lru_cache(maxsize=65_536)(self._site)
 
@@ -112,88 +74,62 @@ class KeySharingDetector(Detector):
     def _site(self, ip: str) -> Site:
         place = self.geo.locate(ip)
         if not self.is_place(place):
-            return Site(place, False, (None, None, None))
-        return Site(place, True, (subnet_of(ip), None if place.asn is None else f"AS{place.asn}", place.country))
+            return Site((None, None, None), None)
+        assert place.country is not None and place.latitude is not None  # as ``is_place`` found them
+        asn = None if place.asn is None else f"AS{place.asn}"
+        return Site((subnet_of(ip), asn, place.country), (place.country, place.latitude, place.longitude))
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:
         site = self.site(event.ip)
         now = event.ts_ms
-        pane = now - now % self._pane_ms
-        items: Items = (event.user_agent, event.device_id, *site.items)
+        items = (event.user_agent, event.device_id, *site.items)
         key = self.keys.touch(event.key_subject, now)
-        findings = self._assess(key, event, site, pane, items, SubjectType.API_KEY)
+        findings = self._assess(key, event, site, items, SubjectType.API_KEY)
         account = self.accounts.touch(event.account_id, now)
-        findings += self._assess(account, event, site, pane, items, SubjectType.ACCOUNT)
+        findings += self._assess(account, event, site, items, SubjectType.ACCOUNT)
         return findings
 
-    def _add(self, profile: UsageProfile, pane: int, items: Items, now: int) -> bool:
-        """Count the event's items; returns whether any is new to its window."""
-        recent = profile.recent
-        known = recent[1] if recent is not None and recent[0] == pane else ()
-        seen = zip(*known, strict=True) if known else _NOTHING_SEEN  # per dimension, what this pane counted
-        changed, sketch = False, profile.distinct
-        for kind, (item, counted) in enumerate(zip(items, seen, strict=True)):
-            if not item or item in counted:
-                continue  # counted in this pane already: it would only repeat
-            if sketch is None:
-                cfg = self.config
-                sketch = profile.distinct = SlidingDistinct(cfg.sketch_precision, self._pane_ms, cfg.panes)
-            changed |= sketch.add(item, now, kind)
-        # A sketch restored from another window's config has other panes: the shortcut would not hold.
-        aligned = sketch is None or sketch.pane_ms == self._pane_ms
-        profile.recent = (pane, (items, *known[: _RECENT_ITEMS - 1])) if aligned else None
-        return changed
-
-    def _count(self, profile: UsageProfile, dim: str, now: int) -> int:
-        sketch = profile.distinct
-        return 0 if sketch is None else sketch.count(now, _KIND[dim])
-
     def _assess(
-        self, profile: UsageProfile, event: TelemetryEvent, site: Site, pane: int, items: Items, subject: SubjectType
+        self,
+        profile: UsageProfile,
+        event: TelemetryEvent,
+        site: Site,
+        items: tuple[str | None, ...],
+        subject: SubjectType,
     ) -> list[Finding]:
         now = event.ts_ms
-        if now > profile.last_seen_ms:
-            profile.last_seen_ms = now
-        recent = profile.recent
-        repeat = recent is not None and recent[0] == pane and items in recent[1]
-        changed = not repeat and self._add(profile, pane, items, now)
+        # Accounts get the spread rules only: an account's several keys may legitimately run in several places.
+        changed, hop_from = self.window.observe(profile, items, site.here, now, subject is SubjectType.API_KEY)
         # The hop's rules come first in a finding's evidence, then the spread's.
-        fired: dict[str, dict[str, Any]] = {}
-        if site.located:
-            place, previous = site.place, profile.previous
-            here = [place.country, place.latitude, place.longitude]
-            if previous is not None and previous[:3] == here:
-                previous[3] = now  # the same place again, the commonest case: only the time moves
-            else:
-                if previous is not None and subject is SubjectType.API_KEY:
-                    fired = self._hop(profile, place, now)
-                profile.previous = [*here, now]
+        fired = {} if hop_from is None or site.here is None else self._hop(profile, hop_from, site.here, now)
         counts = None
         if changed:
-            counts = {dim: self._count(profile, dim, now) for dim in DIMENSIONS}
+            counts = self._counts(profile, now)
             fired.update(self._spread(counts))
         if not fired or cooling_down(profile.last_flag_ms, now, self.config.cooldown_s):
             return []
         profile.last_flag_ms = now
-        if counts is None:
-            counts = {dim: self._count(profile, dim, now) for dim in DIMENSIONS}
-        return [self._finding(event, subject, fired, counts)]
+        return [self._finding(event, subject, fired, counts or self._counts(profile, now))]
 
-    def _hop(self, profile: UsageProfile, place: Place, now: int) -> dict[str, dict[str, Any]]:
-        """Impossible travel and back-and-forth use, from the last located use to this one."""
-        cfg, previous = self.config, profile.previous
-        if previous is None or previous[0] == place.country:
+    @staticmethod
+    def _counts(profile: UsageProfile, now: int) -> dict[str, int]:
+        return {dim: profile.count(now, _KIND[dim]) for dim in DIMENSIONS}
+
+    def _hop(self, profile: UsageProfile, before: list[Any], here: Here, now: int) -> dict[str, dict[str, Any]]:
+        """Impossible travel and back-and-forth use, from the last located use (in another country) to this one."""
+        cfg = self.config
+        country, latitude, longitude, then = before
+        if longitude is None or here[2] is None:
             return {}
-        before = Place(place.kind, previous[0], previous[1], previous[2])
-        km = distance_km(before, place)
-        if km is None or km < cfg.min_travel_km:
+        km = haversine_km(latitude, longitude, here[1], here[2])
+        if km < cfg.min_travel_km:
             return {}
         horizon = now - cfg.concurrent_window_s * 1000
         recent = [t for t in profile.switches if t >= horizon]
-        profile.switches = (*recent[len(recent) - cfg.min_switches + 1 :], now)
-        minutes = max(now - previous[3], 1) / 60_000
+        profile.switches = [*recent[len(recent) - cfg.min_switches + 1 :], now]
+        minutes = max(now - then, 1) / 60_000
         speed = km / (minutes / 60)
-        hop = {"from": previous[0], "to": place.country, "km": round(km), "minutes": round(minutes, 1)}
+        hop = {"from": country, "to": here[0], "km": round(km), "minutes": round(minutes, 1)}
         fired: dict[str, dict[str, Any]] = {}
         if speed > cfg.max_speed_kmh:
             fired["impossible_travel"] = {**hop, "km_per_h": round(speed)}

@@ -84,24 +84,21 @@ class KeySharingDetector(Detector):
         now = event.ts_ms
         items = (event.user_agent, event.device_id, *site.items)
         key = self.keys.touch(event.key_subject, now)
-        findings = self._assess(key, event, site, items, SubjectType.API_KEY)
         account = self.accounts.touch(event.account_id, now)
-        findings += self._assess(account, event, site, items, SubjectType.ACCOUNT)
-        return findings
+        outcome = self.window.observe(key, account, items, site.here, now)
+        if outcome is None:
+            return []  # nothing new to either window and no hop: no rule can fire (most events)
+        key_changed, hop_from, account_changed = outcome
+        # The hop's rules come first in a finding's evidence, then the spread's.
+        fired = {} if hop_from is None or site.here is None else self._hop(key, hop_from, site.here, now)
+        findings = self._assess(key, event, fired, key_changed, SubjectType.API_KEY)
+        return findings + self._assess(account, event, {}, account_changed, SubjectType.ACCOUNT)
 
     def _assess(
-        self,
-        profile: UsageProfile,
-        event: TelemetryEvent,
-        site: Site,
-        items: tuple[str | None, ...],
+        self, profile: UsageProfile, event: TelemetryEvent, fired: dict[str, dict[str, Any]], changed: bool,
         subject: SubjectType,
     ) -> list[Finding]:
         now = event.ts_ms
-        # Accounts get the spread rules only: an account's several keys may legitimately run in several places.
-        changed, hop_from = self.window.observe(profile, items, site.here, now, subject is SubjectType.API_KEY)
-        # The hop's rules come first in a finding's evidence, then the spread's.
-        fired = {} if hop_from is None or site.here is None else self._hop(profile, hop_from, site.here, now)
         counts = None
         if changed:
             counts = self._counts(profile, now)

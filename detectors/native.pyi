@@ -63,14 +63,15 @@ class SharingWindow:
     def __init__(self, precision: int, pane_ms: int, panes: int) -> None: ...
     def observe(
         self,
-        profile: UsageProfile,
+        key: UsageProfile,
+        account: UsageProfile,
         items: tuple[str | None, ...],
         here: tuple[str, float, float | None] | None,
         now_ms: int,
-        hops: bool,
-    ) -> tuple[bool, list[Any] | None]:
-        """Count ``items`` and follow the located use ``here``: (any item new to the window, the use before a
-        hop to another country as [country, latitude, longitude, ts_ms] when ``hops``)."""
+    ) -> tuple[bool, list[Any] | None, bool] | None:
+        """One event through its key's and its account's profiles: None when no item is new to either window and
+        the key made no hop, else (an item new to the key's window, the key's use before a hop to another country
+        as [country, latitude, longitude, ts_ms], an item new to the account's window)."""
 
 def allocated_bytes() -> int:
     """Bytes the compiled module holds on its own heap (outside Python's allocator, unseen by tracemalloc)."""

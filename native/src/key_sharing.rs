@@ -150,22 +150,85 @@ impl SharingWindow {
         })
     }
 
-    /// ``observe(profile, items, here, now_ms, hops) -> (changed, hop_from)``.
+    /// ``observe(key, account, items, here, now_ms)``: one event through its key's and its account's profiles.
     ///
-    /// Counts `items` (one str or None per kind; None and "" are not counted) and returns whether any is new to
-    /// the window. `here` is `(country, latitude, longitude)` of a located use, or None: a use at the last place
-    /// moves only its time; elsewhere it becomes the last place, and when `hops` is set and the country differs,
-    /// `hop_from` is the use before it, `[country, latitude, longitude, ts_ms]`.
+    /// Counts `items` (one str or None per kind; None and "" are not counted) into both. `here` is
+    /// `(country, latitude, longitude)` of a located use, or None: a use at a profile's last place moves only its
+    /// time; elsewhere it becomes the last place. Returns None when no item is new to either window and the key
+    /// made no hop (most events), else `(key_changed, hop_from, account_changed)`: whether an item is new to each
+    /// window, and the key's use before a hop to another country, `[country, latitude, longitude, ts_ms]`. An
+    /// account makes no hops: its several keys may legitimately run in several places.
     fn observe<'py>(
         &self,
-        profile: &Bound<'py, UsageProfile>,
+        key: &Bound<'py, UsageProfile>,
+        account: &Bound<'py, UsageProfile>,
         items: &Bound<'py, PyTuple>,
         here: Option<&Bound<'py, PyTuple>>,
         now_ms: i64,
+    ) -> PyResult<Option<Outcome<'py>>> {
+        let py = key.py();
+        let country = match here {
+            Some(here) => Some(here.get_item(0)?.cast_into::<PyString>()?),
+            None => None,
+        };
+        let place = match (here, &country) {
+            (Some(here), Some(country)) => Some(Place {
+                country: country.to_str()?,
+                latitude: here.get_item(1)?.extract()?,
+                longitude: here.get_item(2)?.extract()?,
+            }),
+            _ => None,
+        };
+        let (key_changed, hop_from) = self.step(
+            py,
+            &mut key.borrow_mut(),
+            items,
+            place.as_ref(),
+            now_ms,
+            true,
+        )?;
+        let (account_changed, _) = self.step(
+            py,
+            &mut account.borrow_mut(),
+            items,
+            place.as_ref(),
+            now_ms,
+            false,
+        )?;
+        if !key_changed && !account_changed && hop_from.is_none() {
+            return Ok(None);
+        }
+        let hop_from = match hop_from {
+            Some(before) => Some(before.to_list(py)?),
+            None => None,
+        };
+        Ok(Some((key_changed, hop_from, account_changed)))
+    }
+}
+
+/// What an event changed: whether an item is new to the key's window, the key's use before a hop to another
+/// country, and whether an item is new to the account's window.
+type Outcome<'py> = (bool, Option<Bound<'py, PyList>>, bool);
+
+/// Where an event's address is, borrowed from the caller's tuple for the event.
+struct Place<'a> {
+    country: &'a str,
+    latitude: f64,
+    longitude: Option<f64>,
+}
+
+impl SharingWindow {
+    /// One profile's step: returns whether an item is new to its window and, when `hops` is set, the use before
+    /// a hop to another country.
+    fn step(
+        &self,
+        py: Python<'_>,
+        profile: &mut UsageProfile,
+        items: &Bound<'_, PyTuple>,
+        place: Option<&Place<'_>>,
+        now_ms: i64,
         hops: bool,
-    ) -> PyResult<(bool, Option<Bound<'py, PyList>>)> {
-        let py = profile.py();
-        let mut profile = profile.borrow_mut();
+    ) -> PyResult<(bool, Option<Use>)> {
         if now_ms > profile.last_seen_ms {
             profile.last_seen_ms = now_ms;
         }
@@ -179,41 +242,31 @@ impl SharingWindow {
                 }
             }
         }
-        let changed = !repeat && self.add(py, &mut profile, pane, items, now_ms)?;
+        let changed = !repeat && self.add(py, profile, pane, items, now_ms)?;
         let mut hop_from = None;
-        if let Some(here) = here {
-            let country = here.get_item(0)?;
-            let country = country.cast::<PyString>()?.to_str()?;
-            let latitude: f64 = here.get_item(1)?.extract()?;
-            let longitude: Option<f64> = here.get_item(2)?.extract()?;
+        if let Some(place) = place {
             match &mut profile.previous {
                 Some(previous)
-                    if previous.country == country
-                        && previous.latitude == latitude
-                        && previous.longitude == longitude =>
+                    if previous.country == place.country
+                        && previous.latitude == place.latitude
+                        && previous.longitude == place.longitude =>
                 {
                     previous.ts_ms = now_ms; // the same place again, the commonest case: only the time moves
                 }
                 previous => {
-                    if let Some(before) = previous {
-                        if hops && before.country != country {
-                            hop_from = Some(before.to_list(py)?);
-                        }
-                    }
-                    *previous = Some(Use {
-                        country: country.to_owned(),
-                        latitude,
-                        longitude,
+                    let before = previous.replace(Use {
+                        country: place.country.to_owned(),
+                        latitude: place.latitude,
+                        longitude: place.longitude,
                         ts_ms: now_ms,
                     });
+                    hop_from = before.filter(|before| hops && before.country != place.country);
                 }
             }
         }
         Ok((changed, hop_from))
     }
-}
 
-impl SharingWindow {
     /// Count the event's items; returns whether any is new to its window.
     fn add(
         &self,
@@ -249,7 +302,11 @@ impl SharingWindow {
             }
             let sketch = match &mut profile.distinct {
                 Some(sketch) => sketch,
-                empty => empty.insert(SlidingSketch::new(self.precision, self.pane_ms, self.panes)?),
+                empty => empty.insert(SlidingSketch::new(
+                    self.precision,
+                    self.pane_ms,
+                    self.panes,
+                )?),
             };
             changed |= sketch.add(text, now_ms, kind);
         }

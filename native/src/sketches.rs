@@ -34,14 +34,21 @@ fn position(item: &str, precision: u32) -> (usize, u8) {
     let rest_bits = HASH_BITS - precision;
     let rest = hashed & ((1u64 << rest_bits) - 1);
     let bit_length = HASH_BITS - rest.leading_zeros();
-    ((hashed >> rest_bits) as usize, (rest_bits - bit_length + 1) as u8)
+    (
+        (hashed >> rest_bits) as usize,
+        (rest_bits - bit_length + 1) as u8,
+    )
 }
 
-/// Flajolet et al.'s estimate from one sketch's registers (~1.04/sqrt(m) error). Small counts, what a sharing
-/// detector compares with thresholds of 3 to 10, fall back to linear counting, which is close to exact there.
-fn estimate(registers: &[u8]) -> i64 {
-    let m = registers.len();
-    let zeros = registers.iter().filter(|&&rank| rank == 0).count();
+/// 2**-rank, exactly: a power of two is its exponent's bits (every rank a register can hold is in range).
+fn inverse_power(rank: u8) -> f64 {
+    f64::from_bits((1023 - u64::from(rank)) << 52)
+}
+
+/// Flajolet et al.'s estimate from one sketch's registers, given as their count, how many are zero and the sum of
+/// 2**-register over them in register order (~1.04/sqrt(m) error). Small counts, what a sharing detector compares
+/// with thresholds of 3 to 10, fall back to linear counting, which is close to exact there.
+fn estimate(m: usize, zeros: usize, harmonic: f64) -> i64 {
     if zeros == m {
         return 0;
     }
@@ -52,10 +59,6 @@ fn estimate(registers: &[u8]) -> i64 {
         64 => 0.709,
         _ => 0.7213 / (1.0 + 1.079 / size),
     };
-    // Summed in register order, one double at a time, as Python 3.11's sum() adds floats.
-    let harmonic = registers
-        .iter()
-        .fold(0.0f64, |sum, &rank| sum + 2f64.powi(-i32::from(rank)));
     let mut estimate = alpha * size * size / harmonic;
     if estimate <= 2.5 * size && zeros > 0 {
         // SAFETY: a pure function of a double.
@@ -198,13 +201,21 @@ impl SlidingSketch {
         }
         let m = 1usize << self.precision;
         let first = dimension * m;
-        let mut union = self.registers[first..first + m].to_vec();
-        for pane in self.registers.chunks(self.block()).skip(1) {
-            for (merged, &rank) in union.iter_mut().zip(&pane[first..first + m]) {
-                *merged = (*merged).max(rank);
-            }
+        let block = self.block();
+        let (mut zeros, mut harmonic) = (0, 0.0f64);
+        // The union of the panes' sketches, register by register; summed in register order, one double at a
+        // time, as Python 3.11's sum() adds floats.
+        for index in first..first + m {
+            let rank = self.registers[index..]
+                .iter()
+                .step_by(block)
+                .copied()
+                .max()
+                .unwrap_or(0);
+            zeros += usize::from(rank == 0);
+            harmonic += inverse_power(rank);
         }
-        estimate(&union)
+        estimate(m, zeros, harmonic)
     }
 
     /// Pane starts and all registers in one base64 string, in pane order.
@@ -227,9 +238,9 @@ impl SlidingSketch {
         let dimensions: usize = data.get_item("dimensions")?.extract()?;
         let starts: Vec<i64> = data.get_item("starts")?.extract()?;
         let text: String = data.get_item("registers")?.extract()?;
-        let registers = STANDARD
-            .decode(text)
-            .map_err(|error| PyValueError::new_err(format!("sketch registers are not base64: {error}")))?;
+        let registers = STANDARD.decode(text).map_err(|error| {
+            PyValueError::new_err(format!("sketch registers are not base64: {error}"))
+        })?;
         if dimensions < 1 || registers.len() != (starts.len() * dimensions) << precision {
             return Err(PyValueError::new_err(
                 "sketch registers do not match their panes, kinds and precision",

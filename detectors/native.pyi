@@ -75,3 +75,45 @@ class SharingWindow:
 
 def allocated_bytes() -> int:
     """Bytes the compiled module holds on its own heap (outside Python's allocator, unseen by tracemalloc)."""
+
+class TrafficSubject:
+    """One account's or key's open bucket, and its signals' seasonal state (``native/src/traffic.rs``)."""
+
+    last_seen_ms: int
+    last_flag_ms: int | None
+    alarm_floors: tuple[float, float, float] | None
+    @property
+    def bucket(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def credits(self) -> float: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def model(self) -> SeasonalState: ...
+    def __init__(self, last_seen_ms: int, model: SeasonalState) -> None: ...
+    def observed(self) -> tuple[float, float, float]:
+        """The open bucket's value of each signal: requests, credits, errors."""
+    def dump(self) -> dict[str, Any]: ...
+    @staticmethod
+    def load(data: dict[str, Any], model: SeasonalState) -> TrafficSubject: ...
+
+class TrafficWindow:
+    """Buckets, the learner of the subjects' states, and the floors under which a bucket is never scored."""
+
+    def __init__(
+        self,
+        *,
+        bucket_ms: int,
+        max_gap_buckets: int,
+        learner: LaneLearner,
+        min_events: int,
+        min_credits: float,
+        min_errors: int,
+    ) -> None: ...
+    def observe(self, account: TrafficSubject, key: TrafficSubject, now_ms: int, credits: float, error: bool) -> bool:
+        """One event into its account's and its key's open buckets (closing and learning passed ones); returns
+        whether either has reached a floor, so that scoring could find something."""
+    def below_floors(self, subject: TrafficSubject) -> bool:
+        """Whether the subject's open bucket is under every configured floor."""

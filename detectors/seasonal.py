@@ -30,7 +30,7 @@ import base64
 import math
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
@@ -237,7 +237,7 @@ class SeasonalModel:
         if not 0 <= lane < self.state.lanes:
             raise ValueError(f"lane {lane} of a {self.state.lanes}-lane state")
         self.lane, self._bit = lane, 1 << lane
-        self._learner: LaneLearner | None = None  # for a single series, made once its unit is known
+        self._learner: native.LaneLearner | None = None  # for a single series, made once its unit is known
 
     # --- transform -------------------------------------------------------------------------
     def _unit(self) -> float | None:
@@ -366,11 +366,7 @@ class SeasonalModel:
         self._learner(self.state, ((ts_ms, (value,)) for ts_ms, value in points))
 
 
-LaneLearner = Callable[[SeasonalState, Iterable[tuple[int, Sequence[float]]]], None]
-"""``learn(state, points)``: learn each (ts_ms, one value per lane) in turn."""
-
-
-def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> LaneLearner:
+def lane_learner(params: SeasonalParams, units: tuple[float, ...]) -> native.LaneLearner:
     """A learner for states of ``len(units)`` lanes that share ``params`` but their ``units``; the time-only
     work (slots, spacing, slot weights, rates) is done once per point for all lanes.
 

@@ -15,11 +15,12 @@ share its partition (replay and any partitioning agree).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from detectors.base import Detector, cooling_down, new_store
+from detectors.native import TrafficSubject, TrafficWindow
 from detectors.seasonal import Assessment, Prior, SeasonalModel, SeasonalParams, SeasonalState, lane_learner
 from detectors.state import SubjectStore
 from models.config import StateConfig, TrafficAnomalyConfig
@@ -36,7 +37,6 @@ class Signal(StrEnum):
 
 _SIGNALS = tuple(Signal)
 """The signals in a fixed order: ``TrafficSubject.observed`` and ``alarm_floors`` follow it."""
-_QUIET = (0.0, 0.0, 0.0)
 _UNITS = {Signal.VOLUME: "requests", Signal.CREDITS: "credits", Signal.ERRORS: "auth/rate-limit errors"}
 
 
@@ -66,40 +66,14 @@ def series_params(config: TrafficAnomalyConfig) -> SeasonalParams:
     return model_params(config, two_sided=True, unit=None)
 
 
-@dataclass(slots=True)
-class TrafficSubject:
-    """One account's or key's open bucket and the three signal models."""
+def _new_subject(now_ms: int) -> TrafficSubject:
+    """A subject's open bucket (none yet) and its signals' models, one lane each in ``Signal`` order: they learn
+    the same buckets, so they share a clock."""
+    return TrafficSubject(now_ms, SeasonalState(lanes=len(_SIGNALS)))
 
-    last_seen_ms: int
-    bucket: int = -1
-    requests: int = 0
-    credits: float = 0.0
-    errors: int = 0
-    last_flag_ms: int | None = None
-    model: SeasonalState = field(default_factory=lambda: SeasonalState(lanes=len(_SIGNALS)))
-    """The signals' models, one lane each in ``Signal`` order: they learn the same buckets, so they share a clock."""
-    alarm_floors: tuple[float, float, float] | None = None
-    """Requests, credits and errors under which the open bucket cannot be flagged (``None``: not yet worked out
-    for this bucket). Derived from the models once per bucket, so not in snapshots."""
 
-    def dump(self) -> dict[str, Any]:
-        return {
-            "last_seen_ms": self.last_seen_ms,
-            "bucket": self.bucket,
-            "requests": self.requests,
-            "credits": self.credits,
-            "errors": self.errors,
-            "last_flag_ms": self.last_flag_ms,
-            "model": self.model.dump(),
-        }
-
-    @classmethod
-    def load(cls, data: dict[str, Any]) -> TrafficSubject:
-        return cls(**{**data, "model": SeasonalState.load(data["model"])})
-
-    def observed(self) -> tuple[float, float, float]:
-        """The open bucket's value of each signal, in ``Signal`` order."""
-        return float(self.requests), self.credits, float(self.errors)
+def _load_subject(data: dict[str, Any]) -> TrafficSubject:
+    return TrafficSubject.load(data, SeasonalState.load(data["model"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +108,18 @@ class TrafficAnomalyDetector(Detector):
         }
         # One state of three lanes per subject, in ``Signal`` order: the lanes share every setting but the unit.
         units = (config.count_unit, config.credits_unit, config.count_unit)
-        self._learn = lane_learner(self.params[Signal.VOLUME], units)
+        self.window = TrafficWindow(
+            bucket_ms=self.bucket_ms,
+            max_gap_buckets=config.max_gap_buckets,
+            learner=lane_learner(self.params[Signal.VOLUME], units),
+            min_events=config.min_bucket_events,
+            min_credits=config.min_bucket_credits,
+            min_errors=config.min_error_events,
+        )
         self.error_statuses = frozenset(config.error_statuses)
-        self._min_events, self._min_credits = config.min_bucket_events, config.min_bucket_credits
-        self._min_errors = config.min_error_events
-        self.accounts: SubjectStore[TrafficSubject] = new_store(TrafficSubject, TrafficSubject.load, state)
+        self.accounts: SubjectStore[TrafficSubject] = new_store(_new_subject, _load_subject, state)
         # Keyed "account/key": a key's state stays scoped to its account, like every subject.
-        self.keys: SubjectStore[TrafficSubject] = new_store(TrafficSubject, TrafficSubject.load, state)
+        self.keys: SubjectStore[TrafficSubject] = new_store(_new_subject, _load_subject, state)
 
     def stores(self) -> dict[str, SubjectStore[Any]]:
         return {"accounts": self.accounts, "keys": self.keys}
@@ -151,19 +130,6 @@ class TrafficAnomalyDetector(Detector):
             SeasonalModel(self.params[signal], subject.model, self.priors[signal], lane)
             for lane, signal in enumerate(_SIGNALS)
         ]
-
-    def _close_buckets(self, subject: TrafficSubject, bucket: int) -> None:
-        """Teach each model the closed bucket, then the empty buckets of an idle spell (the most recent
-        ``max_gap_buckets``): quiet time is part of a subject's pattern."""
-        if subject.bucket >= 0:
-            empty = min(bucket - subject.bucket - 1, self.config.max_gap_buckets)
-            bucket_ms = self.bucket_ms
-            points = [(subject.bucket * bucket_ms, subject.observed())]
-            points += [(start, _QUIET) for start in range((bucket - empty) * bucket_ms, bucket * bucket_ms, bucket_ms)]
-            self._learn(subject.model, points)
-        subject.bucket = bucket
-        subject.requests, subject.credits, subject.errors = 0, 0.0, 0
-        subject.alarm_floors = None
 
     def _passes_floor(self, subject: TrafficSubject, signal: Signal) -> bool:
         cfg = self.config
@@ -176,7 +142,7 @@ class TrafficAnomalyDetector(Detector):
     def _may_flag(self, subject: TrafficSubject) -> bool:
         """Whether ``_strongest_flag`` could find anything, from integer and float comparisons only: the open
         bucket's counts only grow while the models stand still, so most events need no scoring at all."""
-        if self._below_floors(subject):
+        if self.window.below_floors(subject):
             return False
         cfg = self.config
         if subject.alarm_floors is None:
@@ -186,14 +152,6 @@ class TrafficAnomalyDetector(Detector):
             subject.requests >= requests_floor
             or subject.credits >= credits_floor
             or (subject.errors >= errors_floor and subject.errors >= cfg.min_error_share * subject.requests)
-        )
-
-    def _below_floors(self, subject: TrafficSubject) -> bool:
-        """Whether the open bucket is under every configured floor: most are, and then nothing is scored."""
-        return (
-            subject.requests < self._min_events
-            and subject.credits < self._min_credits
-            and subject.errors < self._min_errors
         )
 
     def _alarm_floors(self, subject: TrafficSubject) -> tuple[float, float, float]:
@@ -231,24 +189,12 @@ class TrafficAnomalyDetector(Detector):
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:
         now = event.ts_ms
-        bucket = now // self.bucket_ms
-        credits, error = event.credits, event.status in self.error_statuses
         account = self.accounts.touch(event.account_id, now)
         key = self.keys.touch(event.key_subject, now)
-        for subject in (account, key):
-            if now > subject.last_seen_ms:
-                subject.last_seen_ms = now
-            if bucket > subject.bucket:
-                self._close_buckets(subject, bucket)
-            # A late event (bucket already closed) counts in the open bucket: it was still this subject's load.
-            subject.requests += 1
-            subject.credits += credits
-            subject.errors += error
+        reached = self.window.observe(account, key, now, event.credits, event.status in self.error_statuses)
         # One finding per account and cooldown, about the account or about one of its keys, whichever
         # shows first: a key's surge is usually its account's too, and one incident is one finding.
-        if (self._below_floors(account) and self._below_floors(key)) or cooling_down(
-            account.last_flag_ms, now, self.config.cooldown_s
-        ):
+        if not reached or cooling_down(account.last_flag_ms, now, self.config.cooldown_s):
             return []  # the common case: under every floor, there is nothing to score
         flag = self._strongest_flag(account) if self._may_flag(account) else None
         if flag is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.nab_score import anomaly_windows, score_series
+from detectors.native import TrafficSubject, TrafficWindow
 from detectors.seasonal import _LANES, LANE_SIZE, Prior, SeasonalModel, SeasonalParams, SeasonalState, lane_learner
 from detectors.traffic import Signal, TrafficAnomalyDetector, model_params, series_params
 from models.config import StateConfig, TrafficAnomalyConfig
@@ -356,3 +357,15 @@ def test_a_seasonal_state_refuses_numbers_that_do_not_fit_its_lanes() -> None:
         SeasonalState.load({**good, "stirred": 0, "values": ""})
     with pytest.raises(ValueError, match="not a whole number"):
         SeasonalState.load({**good, "values": base64.b64encode(bytes(4 * (_LANES + LANE_SIZE) + 2)).decode()})
+
+
+def test_the_traffic_window_refuses_buckets_it_cannot_count() -> None:
+    learner = lane_learner(SeasonalParams(), (1.0, 1.0, 1.0))
+    floors = {"min_events": 20, "min_credits": 200.0, "min_errors": 15}
+    with pytest.raises(ValueError, match="buckets of at least 1 ms"):
+        TrafficWindow(bucket_ms=0, max_gap_buckets=120, learner=learner, **floors)
+    window = TrafficWindow(bucket_ms=60_000, max_gap_buckets=120, learner=learner, **floors)
+    account, key = TrafficSubject(0, SeasonalState(lanes=3)), TrafficSubject(0, SeasonalState(lanes=2))
+    window.observe(account, key, 1_000, 1.0, False)  # the first bucket: nothing to learn yet
+    with pytest.raises(ValueError, match="a learner of 3 lanes for a 2-lane state"):
+        window.observe(account, key, 61_000, 1.0, False)  # closing it learns into each state

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod key_sharing;
 mod seasonal;
 mod sketches;
+mod traffic;
 
 /// The system allocator, counting the bytes it holds for this module: state kept here is outside Python's
 /// allocator, so `tracemalloc` cannot see it, and the state benchmark adds this count.
@@ -64,6 +65,8 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<sketches::SlidingDistinct>()?;
     module.add_class::<key_sharing::UsageProfile>()?;
     module.add_class::<key_sharing::SharingWindow>()?;
+    module.add_class::<traffic::TrafficSubject>()?;
+    module.add_class::<traffic::TrafficWindow>()?;
     module.add_function(wrap_pyfunction!(allocated_bytes, module)?)?;
     Ok(())
 }

@@ -39,7 +39,7 @@ const WEEK: usize = DAY + HOURS_PER_DAY as usize;
 const LANE_SIZE: usize = WEEK + DAYS_PER_WEEK as usize;
 
 /// The most lanes a state may have: the stirred bits index a table of offsets.
-const MAX_LANES: usize = 8;
+pub const MAX_LANES: usize = 8;
 
 extern "C" {
     // The C library's asinh, which Python's math.asinh calls: Rust's own f64::asinh may differ in the last bit.
@@ -203,32 +203,10 @@ impl LaneLearner {
         points: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let lane_count = self.units.len();
-        let lanes: usize = state.getattr("lanes")?.extract()?;
-        if lanes != lane_count {
-            return Err(PyValueError::new_err(format!(
-                "a learner of {lane_count} lanes for a {lanes}-lane state"
-            )));
-        }
-        let array = state.getattr("values")?;
-        // An unlearned state shares one empty array (whose buffer may point nowhere), never written.
-        let buffer = if array.len()? > 0 {
-            Some(PyBuffer::<f32>::get(&array)?)
-        } else {
-            None
-        };
-        let mut v = Values {
-            numbers: match &buffer {
-                Some(buffer) => buffer.to_vec(py)?,
-                None => Vec::new(),
-            },
-        };
-        let stored_len = v.numbers.len();
-        let mut own_array = buffer.is_some();
-        let mut n: u64 = state.getattr("n")?.extract()?;
-        let mut last_ts_ms: Option<i64> = state.getattr("last_ts_ms")?.extract()?;
-        let mut stirred: usize = state.getattr("stirred")?.extract()?;
-        let mut values = [0.0f64; MAX_LANES];
+        self.check_lanes(state)?; // before the points: a state of other lanes is the first thing wrong
+        let mut parsed = Vec::new();
         for point in points.try_iter()? {
+            let mut values = [0.0f64; MAX_LANES];
             let point = point?;
             let point = point.cast::<PyTuple>()?;
             let ts_ms: i64 = point.get_item(0)?.extract()?;
@@ -248,6 +226,52 @@ impl LaneLearner {
                     "a point of {count} values for {lane_count} lanes"
                 )));
             }
+            parsed.push((ts_ms, values));
+        }
+        self.learn(py, state, &parsed)
+    }
+}
+
+impl LaneLearner {
+    fn check_lanes(&self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let lane_count = self.units.len();
+        let lanes: usize = state.getattr("lanes")?.extract()?;
+        if lanes != lane_count {
+            return Err(PyValueError::new_err(format!(
+                "a learner of {lane_count} lanes for a {lanes}-lane state"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Learn each (ts_ms, one value per lane, the first `len(units)` of `MAX_LANES` used) in turn.
+    pub fn learn(
+        &self,
+        py: Python<'_>,
+        state: &Bound<'_, PyAny>,
+        points: &[(i64, [f64; MAX_LANES])],
+    ) -> PyResult<()> {
+        let lane_count = self.units.len();
+        self.check_lanes(state)?;
+        let array = state.getattr("values")?;
+        // An unlearned state shares one empty array (whose buffer may point nowhere), never written.
+        let buffer = if array.len()? > 0 {
+            Some(PyBuffer::<f32>::get(&array)?)
+        } else {
+            None
+        };
+        let mut v = Values {
+            numbers: match &buffer {
+                Some(buffer) => buffer.to_vec(py)?,
+                None => Vec::new(),
+            },
+        };
+        let stored_len = v.numbers.len();
+        let mut own_array = buffer.is_some();
+        let mut n: u64 = state.getattr("n")?.extract()?;
+        let mut last_ts_ms: Option<i64> = state.getattr("last_ts_ms")?.extract()?;
+        let mut stirred: usize = state.getattr("stirred")?.extract()?;
+        for &(ts_ms, values) in points {
             // Seasonal slots learn per unit of time, not per point, so minute and hourly series age alike.
             let spacing_h = match last_ts_ms {
                 None => 1.0,
@@ -366,9 +390,7 @@ impl LaneLearner {
         state.setattr("stirred", stirred)?;
         Ok(())
     }
-}
 
-impl LaneLearner {
     /// Give ``lane`` its numbers (zeros, as it has learned only zeros so far) at its place; returns the stirred
     /// bits with it.
     fn stir(&self, v: &mut Values, stirred: usize, lane: usize) -> usize {

@@ -117,3 +117,15 @@ class TrafficWindow:
         whether either has reached a floor, so that scoring could find something."""
     def below_floors(self, subject: TrafficSubject) -> bool:
         """Whether the subject's open bucket is under every configured floor."""
+
+class EventDecoder:
+    """The validated fast path of ``streams.decode.decode_event`` (``native/src/telemetry.rs``)."""
+
+    def __init__(
+        self,
+        model: type[Any],
+        fields: list[tuple[str, str, bool, int | None, int | None, Any, Any]],
+        epoch_ms: str,
+    ) -> None: ...
+    def decode(self, value: bytes) -> Any | None:
+        """The event a record in the plain shape holds, or None (pydantic then decides)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 from pydantic import (
     AfterValidator,
@@ -83,6 +83,9 @@ _FAST_TIMESTAMP = Annotated[
     | Annotated[Annotated[AwareDatetime, AfterValidator(_aware_to_utc)], Tag("rfc3339")],
     Discriminator(_timestamp_kind),
 ]
+
+EVENT_TIMESTAMP_TYPE = get_args(_FAST_TIMESTAMP)[0]
+"""The event timestamp's type as a model field reports it (its ``annotation``): the tagged union."""
 
 UtcTimestamp = Annotated[
     datetime,

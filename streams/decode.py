@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+import types
+import typing
 from typing import Any
 
+import annotated_types
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
+from detectors import native
 from models.config import format_validation_error
 from models.telemetry import TelemetryEvent
+from models.timestamps import EVENT_TIMESTAMP_TYPE
 from streams.records import Channel, OutputRecord, SourceRecord
 
 MAX_EVENT_BYTES = 1 << 20
@@ -20,9 +26,55 @@ class InvalidRecord(ValueError):
     """Why a record is not a TelemetryEvent: the field and the reason."""
 
 
+_KINDS: dict[Any, str] = {str: "text", int: "integer", float: "number", EVENT_TIMESTAMP_TYPE: "timestamp"}
+
+
+def _fast_path_field(name: str, info: FieldInfo) -> tuple[str, str, bool, int | None, int | None, Any, Any]:
+    """What the compiled decoder must check of one field: its kind, whether null or absent is allowed (as None),
+    and its bounds. A field it could not check exactly stops the import, so no constraint is ever skipped."""
+    annotation, optional = info.annotation, False
+    if isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation):
+        members = [member for member in typing.get_args(annotation) if member is not type(None)]
+        annotation, optional = members[0] if len(members) == 1 else annotation, True
+    kind = _KINDS.get(annotation)
+    if kind is None or optional != (not info.is_required()) or (optional and info.default is not None):
+        raise TypeError(f"TelemetryEvent.{name}: the decoder's fast path has no exact check for {info.annotation}")
+    minimum = maximum = ge = le = None
+    for bound in info.metadata:
+        if isinstance(bound, annotated_types.MinLen):
+            minimum = bound.min_length
+        elif isinstance(bound, annotated_types.MaxLen):
+            maximum = bound.max_length
+        elif isinstance(bound, annotated_types.Ge):
+            ge = bound.ge
+        elif isinstance(bound, annotated_types.Le):
+            le = bound.le
+        elif kind != "timestamp":  # the timestamp's own metadata (its parsing) is the fast path's format
+            raise TypeError(f"TelemetryEvent.{name}: the decoder's fast path cannot check {bound}")
+    return name, kind, optional, minimum, maximum, ge, le
+
+
+def _fast_decoder(model: type[BaseModel]) -> native.EventDecoder:
+    """The compiled decoder for the model's plain records; anything it cannot check is refused here."""
+    config, decorators = model.model_config, model.__pydantic_decorators__
+    validators = (decorators.validators, decorators.field_validators, decorators.model_validators)
+    if config.get("extra") != "allow" or config.get("str_strip_whitespace") or any(validators):
+        raise TypeError(f"{model.__name__}: the decoder's fast path does not apply the model's settings")
+    fields = [_fast_path_field(name, info) for name, info in model.model_fields.items()]
+    return native.EventDecoder(model, fields, "ts_ms")
+
+
+_FAST_DECODER = _fast_decoder(TelemetryEvent)
+
+
 def decode_event(value: bytes) -> TelemetryEvent:
     if len(value) > MAX_EVENT_BYTES:
         raise InvalidRecord(f"record too large: {len(value)} bytes > {MAX_EVENT_BYTES}")
+    # Records in the plain shape (nearly all) are built by the compiled decoder, exactly as pydantic would
+    # build them; the rest, the invalid ones included, go through pydantic, whose answer is the contract.
+    event = _FAST_DECODER.decode(value)
+    if event is not None:
+        return event  # type: ignore[no-any-return]
     try:
         return TelemetryEvent.model_validate_json(value)
     except ValidationError as error:

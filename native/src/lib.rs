@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod key_sharing;
 mod seasonal;
 mod sketches;
+mod telemetry;
 mod traffic;
 
 /// The system allocator, counting the bytes it holds for this module: state kept here is outside Python's
@@ -67,6 +68,7 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<key_sharing::SharingWindow>()?;
     module.add_class::<traffic::TrafficSubject>()?;
     module.add_class::<traffic::TrafficWindow>()?;
+    module.add_class::<telemetry::EventDecoder>()?;
     module.add_function(wrap_pyfunction!(allocated_bytes, module)?)?;
     Ok(())
 }

@@ -1,0 +1,464 @@
+//! A validated fast path for `streams.decode.decode_event`: telemetry in its plain shape becomes the same
+//! `TelemetryEvent` that pydantic would make, without pydantic's per-field work; anything else is left to pydantic.
+//!
+//! The plain shape: a JSON object of the model's fields only (no unknown or repeated key), strings as strings,
+//! the status as an integer, numbers as numbers, and `ts` as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`. The field list and
+//! every constraint come from the model itself (`streams.decode` reads them), so a constraint cannot be skipped;
+//! a record that breaks one, or any other record, gets `None` here and goes through pydantic, whose answer,
+//! event or error, is the contract. `tests/test_decode_fast_path.py` holds the two to the same events.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDateTime, PyDict, PyList, PySet, PyString, PyTuple, PyType, PyTzInfo};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Text,
+    Integer,
+    Number,
+    Timestamp,
+}
+
+struct Field {
+    key: String,
+    name: Py<PyString>,
+    kind: Kind,
+    optional: bool,
+    min_length: usize,
+    max_length: usize,
+    ge: f64,
+    le: f64,
+}
+
+enum Value<'a> {
+    Absent,
+    Null,
+    Text(Cow<'a, str>),
+    Integer(i64),
+    Number(f64),
+}
+
+/// What `streams.decode` says of a field: name, kind, optional, min_length, max_length, ge, le.
+type FieldSpec = (
+    String,
+    String,
+    bool,
+    Option<usize>,
+    Option<usize>,
+    Option<f64>,
+    Option<f64>,
+);
+
+/// Microseconds since the epoch that a double holds exactly: past them, `datetime.timestamp()` rounds otherwise.
+const EXACT_MICROSECONDS: i64 = 1 << 53;
+
+/// Decodes telemetry records in the plain shape into instances of `model`.
+#[pyclass(frozen, module = "detectors.native")]
+pub struct EventDecoder {
+    model: Py<PyType>,
+    fields: Vec<Field>,
+    timestamp: usize,
+    epoch_ms: Py<PyString>,
+    utc: Py<PyTzInfo>,
+    object_new: Py<PyAny>,
+    dict_name: Py<PyString>,
+    fields_set_name: Py<PyString>,
+    extra_name: Py<PyString>,
+    private_name: Py<PyString>,
+}
+
+#[pymethods]
+impl EventDecoder {
+    /// `fields`: per model field, in the model's order, `(name, kind, optional, min_length, max_length, ge, le)`
+    /// with kind one of "text", "integer", "number", "timestamp" and None for an absent bound. `epoch_ms`: where
+    /// an event keeps its time in epoch milliseconds once worked out (the model's derived field).
+    #[new]
+    fn new(
+        py: Python<'_>,
+        model: Py<PyType>,
+        fields: &Bound<'_, PyList>,
+        epoch_ms: &Bound<'_, PyString>,
+    ) -> PyResult<Self> {
+        let mut parsed = Vec::new();
+        for spec in fields.iter() {
+            let spec = spec.cast_into::<PyTuple>()?;
+            let (key, kind, optional, min_length, max_length, ge, le): FieldSpec =
+                spec.extract()?;
+            let kind = match kind.as_str() {
+                "text" => Kind::Text,
+                "integer" => Kind::Integer,
+                "number" => Kind::Number,
+                "timestamp" => Kind::Timestamp,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "field {key}: no fast path for a field of kind {other:?}"
+                    )))
+                }
+            };
+            parsed.push(Field {
+                name: PyString::intern(py, &key).unbind(),
+                key,
+                kind,
+                optional,
+                min_length: min_length.unwrap_or(0),
+                max_length: max_length.unwrap_or(usize::MAX),
+                ge: ge.unwrap_or(f64::NEG_INFINITY),
+                le: le.unwrap_or(f64::INFINITY),
+            });
+        }
+        let timestamps: Vec<usize> = (0..parsed.len())
+            .filter(|&at| parsed[at].kind == Kind::Timestamp)
+            .collect();
+        let [timestamp] = timestamps.as_slice() else {
+            return Err(PyValueError::new_err(
+                "the fast path needs exactly one timestamp field",
+            ));
+        };
+        let intern = |name: &str| PyString::intern(py, name).unbind();
+        Ok(Self {
+            model,
+            timestamp: *timestamp,
+            fields: parsed,
+            epoch_ms: epoch_ms.clone().unbind(),
+            utc: PyTzInfo::utc(py)?.to_owned().unbind(),
+            object_new: py
+                .import("builtins")?
+                .getattr("object")?
+                .getattr("__new__")?
+                .unbind(),
+            dict_name: intern("__dict__"),
+            fields_set_name: intern("__pydantic_fields_set__"),
+            extra_name: intern("__pydantic_extra__"),
+            private_name: intern("__pydantic_private__"),
+        })
+    }
+
+    /// The event the record holds, or None when it is not in the plain shape (pydantic then decides).
+    fn decode<'py>(&self, py: Python<'py>, value: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let mut reader = serde_json::Deserializer::from_slice(value);
+        let Ok(values) = reader.deserialize_map(RecordVisitor {
+            fields: &self.fields,
+        }) else {
+            return Ok(None);
+        };
+        if reader.end().is_err() {
+            return Ok(None);
+        }
+        let Value::Text(ts) = &values[self.timestamp] else {
+            return Ok(None);
+        };
+        let Some(time) = UtcTime::parse(ts) else {
+            return Ok(None);
+        };
+        if !self
+            .fields
+            .iter()
+            .zip(&values)
+            .all(|(field, value)| field.admits(value))
+        {
+            return Ok(None);
+        }
+        let data = PyDict::new(py);
+        let present = PySet::empty(py)?;
+        for (field, value) in self.fields.iter().zip(&values) {
+            let name = field.name.bind(py);
+            match value {
+                Value::Absent => data.set_item(name, py.None())?,
+                Value::Null => data.set_item(name, py.None())?,
+                Value::Text(_) if field.kind == Kind::Timestamp => {
+                    data.set_item(name, time.datetime(py, self.utc.bind(py))?)?
+                }
+                Value::Text(text) => data.set_item(name, PyString::new(py, text))?,
+                Value::Integer(number) => data.set_item(name, number)?,
+                Value::Number(number) => data.set_item(name, number)?,
+            }
+            if !matches!(value, Value::Absent) {
+                present.add(name)?;
+            }
+        }
+        // Worked out now, while the parts are at hand: the value the model's derived field would compute.
+        data.set_item(self.epoch_ms.bind(py), time.epoch_ms())?;
+        let event = self.object_new.bind(py).call1((self.model.bind(py),))?;
+        // As `model_construct` sets them: past the frozen model's __setattr__.
+        for (name, value) in [
+            (&self.dict_name, data.into_any()),
+            (&self.fields_set_name, present.into_any()),
+            (&self.extra_name, PyDict::new(py).into_any()),
+            (&self.private_name, py.None().into_bound(py)),
+        ] {
+            // SAFETY: three live objects; generic setattr stores into the instance's dict slot or slots.
+            if unsafe {
+                ffi::PyObject_GenericSetAttr(event.as_ptr(), name.as_ptr(), value.as_ptr())
+            } < 0
+            {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(Some(event))
+    }
+}
+
+impl Field {
+    fn admits(&self, value: &Value<'_>) -> bool {
+        match value {
+            Value::Absent | Value::Null => self.optional,
+            Value::Text(text) => {
+                self.kind == Kind::Timestamp
+                    || (self.min_length..=self.max_length).contains(&text.chars().count())
+            }
+            Value::Integer(number) => {
+                let number = *number as f64;
+                number >= self.ge && number <= self.le
+            }
+            Value::Number(number) => *number >= self.ge && *number <= self.le,
+        }
+    }
+}
+
+/// A UTC time to the microsecond, as the plain shape writes it.
+struct UtcTime {
+    year: i32,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    microsecond: u32,
+}
+
+impl UtcTime {
+    /// `YYYY-MM-DDTHH:MM:SS[.f to .ffffff]Z` with every part in range, or None.
+    fn parse(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let number = |from: usize, to: usize| -> Option<u32> {
+            bytes.get(from..to)?.iter().try_fold(0u32, |sum, &byte| {
+                byte.is_ascii_digit()
+                    .then(|| sum * 10 + u32::from(byte - b'0'))
+            })
+        };
+        let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+        if bytes.len() < 20
+            || bytes.last() != Some(&b'Z')
+            || separators.iter().any(|&(at, byte)| bytes[at] != byte)
+        {
+            return None;
+        }
+        // The fraction, its dot included: none, or 1 to 6 digits.
+        let microsecond = match bytes.len() - 20 {
+            0 => 0,
+            fraction @ 2..=7 if bytes[19] == b'.' => {
+                number(20, 19 + fraction)? * 10u32.pow(7 - fraction as u32)
+            }
+            _ => return None,
+        };
+        let time = Self {
+            year: number(0, 4)? as i32,
+            month: number(5, 7)? as u8,
+            day: number(8, 10)? as u8,
+            hour: number(11, 13)? as u8,
+            minute: number(14, 16)? as u8,
+            second: number(17, 19)? as u8,
+            microsecond,
+        };
+        let in_range = time.year >= 1
+            && (1..=12).contains(&time.month)
+            && time.day >= 1
+            && time.day <= days_in_month(time.year, time.month)
+            && time.hour < 24
+            && time.minute < 60
+            && time.second < 60
+            && time.epoch_microseconds().abs() < EXACT_MICROSECONDS;
+        in_range.then_some(time)
+    }
+
+    fn epoch_microseconds(&self) -> i64 {
+        let seconds = days_from_civil(self.year, self.month, self.day) * 86_400
+            + i64::from(self.hour) * 3_600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second);
+        seconds * 1_000_000 + i64::from(self.microsecond)
+    }
+
+    /// `int(datetime.timestamp() * 1000)`: the microseconds over 10**6 (exact integers, so correctly rounded, as
+    /// Python divides them), times 1000, truncated.
+    fn epoch_ms(&self) -> i64 {
+        (self.epoch_microseconds() as f64 / 1e6 * 1000.0).trunc() as i64
+    }
+
+    fn datetime<'py>(
+        &self,
+        py: Python<'py>,
+        utc: &Bound<'py, PyTzInfo>,
+    ) -> PyResult<Bound<'py, PyDateTime>> {
+        PyDateTime::new(
+            py,
+            self.year,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            self.microsecond,
+            Some(utc),
+        )
+    }
+}
+
+fn days_in_month(year: i32, month: u8) -> u8 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i32, month: u8, day: u8) -> i64 {
+    let year = i64::from(year) - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The record's object: each key must name a field, once.
+struct RecordVisitor<'f> {
+    fields: &'f [Field],
+}
+
+impl<'de> Visitor<'de> for RecordVisitor<'_> {
+    type Value = Vec<Value<'de>>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a telemetry object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut values: Vec<Value<'de>> = self.fields.iter().map(|_| Value::Absent).collect();
+        while let Some(key) = map.next_key_seed(TextSeed)? {
+            let Some(at) = self.fields.iter().position(|field| field.key == *key) else {
+                return Err(de::Error::custom("a key that is no field"));
+            };
+            if !matches!(values[at], Value::Absent) {
+                return Err(de::Error::custom("a repeated key"));
+            }
+            values[at] = map.next_value_seed(ValueSeed {
+                kind: self.fields[at].kind,
+            })?;
+        }
+        Ok(values)
+    }
+}
+
+/// A JSON string, borrowed from the record unless it has escapes.
+struct TextSeed;
+
+impl<'de> DeserializeSeed<'de> for TextSeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(text))
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(text.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(text))
+    }
+}
+
+/// A field's value as its kind takes it in the plain shape: null, or a string, an integer or a number.
+struct ValueSeed {
+    kind: Kind,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed {
+    type Value = Value<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a value in the plain shape")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        self.text(Cow::Borrowed(text))
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        self.text(Cow::Owned(text.to_owned()))
+    }
+
+    fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
+        match self.kind {
+            Kind::Integer => Ok(Value::Integer(number)),
+            Kind::Number => Ok(Value::Number(number as f64)),
+            _ => Err(E::custom("a number where the plain shape has none")),
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
+        match self.kind {
+            Kind::Integer => i64::try_from(number)
+                .map(Value::Integer)
+                .map_err(|_| E::custom("an integer past 64 bits")),
+            Kind::Number => Ok(Value::Number(number as f64)),
+            _ => Err(E::custom("a number where the plain shape has none")),
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
+        match self.kind {
+            // serde_json reads both "-0" and "-0.0" as -0.0, where Python reads the first as the integer 0.
+            Kind::Number if number == 0.0 && number.is_sign_negative() => {
+                Err(E::custom("a negative zero, integer or not"))
+            }
+            Kind::Number => Ok(Value::Number(number)),
+            _ => Err(E::custom("a fraction where the plain shape has none")),
+        }
+    }
+}
+
+impl ValueSeed {
+    fn text<'de, E: de::Error>(&self, text: Cow<'de, str>) -> Result<Value<'de>, E> {
+        match self.kind {
+            Kind::Text | Kind::Timestamp => Ok(Value::Text(text)),
+            _ => Err(E::custom("a string where the plain shape has a number")),
+        }
+    }
+}

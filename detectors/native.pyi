@@ -129,3 +129,43 @@ class EventDecoder:
     ) -> None: ...
     def decode(self, value: bytes) -> Any | None:
         """The event a record in the plain shape holds, or None (pydantic then decides)."""
+
+class KeyActivity:
+    """A bounded window of one key's recent calls (``native/src/crawler.rs``)."""
+
+    last_seen_ms: int
+    last_flag_ms: int | None
+    @property
+    def time_base_ms(self) -> int: ...
+    @property
+    def times(self) -> list[int]:
+        """The kept calls' times as offsets from ``time_base_ms``, oldest first."""
+    @property
+    def offset_bits(self) -> int:
+        """32 or 64: how wide the kept offsets are."""
+    def __init__(self, now_ms: int) -> None: ...
+    def call_times(self) -> list[int]:
+        """The window's call times in epoch milliseconds, oldest kept first."""
+    def content_counts(self) -> tuple[int, int, int, int, int, int, bool]:
+        """(calls, generating calls, 404s, forward steps, numbered reads, distinct user agents, automation seen)."""
+    def dump(self) -> dict[str, Any]: ...
+    @staticmethod
+    def load(data: dict[str, Any]) -> KeyActivity: ...
+
+class CrawlerWindow:
+    """The window every key's calls are kept in, and when a key's window is due to be scored."""
+
+    def __init__(
+        self, *, window_ms: int, max_events: int, max_id_step: int, min_requests: int, evaluate_every: int
+    ) -> None: ...
+    def record(
+        self,
+        activity: KeyActivity,
+        now_ms: int,
+        generating: bool,
+        not_found: bool,
+        agent: int,
+        automation: bool,
+        number: int | None,
+    ) -> bool:
+        """Add one call (and its id's number, for a numbered read); returns whether the window is due to be scored."""

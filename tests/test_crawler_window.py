@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass
 from itertools import pairwise
 
+import orjson
 import pytest
 
 from detectors.crawler import CrawlerDetector, window_features
@@ -87,7 +88,7 @@ def test_window_features_match_a_plain_recomputation(make_event: EventFactory, s
             old += 1
         del calls[: max(old, len(calls) - cfg.max_window_events)]
         match = re.search(r"(?:^|[^A-Za-z0-9])(\d+)$", resource or "")
-        if match and method.upper() == "GET":
+        if match and method.upper() == "GET" and int(match.group(1)) < 1 << 63:  # longer: an opaque token
             numbers = [*numbers, int(match.group(1))][-cfg.max_window_events :]
         automation = automation or (agent is not None and "Scrapy" in agent)
 
@@ -114,11 +115,22 @@ def test_call_times_take_four_bytes_and_move_to_a_new_base_when_they_outgrow_it(
         restored = CrawlerDetector(cfg, state)
         restored.restore(json.loads(json.dumps(detector.snapshot())))
         assert dict(restored.keys.items())["acct-1/key-1"].call_times() == kept
-        kinds.append(activity.times.typecode)
+        kinds.append(activity.offset_bits)
     # 32 bits from the start; 64 while the window spans more than ~24 days (30 days on, then a call 30 days
     # late that stays behind newer ones); 32 again, from a new base, once a long idle spell empties it.
-    assert kinds == ["i", "i", "i", "q", "q", "q", "q", "q", "i"]
-    assert activity.times.itemsize == 4 and activity.time_base_ms == kept[-1]
+    assert kinds == [32, 32, 32, 64, 64, 64, 64, 64, 32]
+    assert activity.offset_bits == 32 and activity.time_base_ms == kept[-1]
+
+
+def test_an_id_numbered_past_64_bits_is_a_token_and_the_window_still_dumps(make_event: EventFactory) -> None:
+    # A state record is JSON that orjson writes: one client's 30-digit id must not stop every checkpoint.
+    detector = CrawlerDetector(CrawlerConfig(), StateConfig())
+    for second, resource in enumerate(["vid_9223372036854775806", "vid_123456789012345678901234567890", "vid_7"]):
+        detector.observe(make_event(second, method="GET", resource_id=resource))
+    activity = dict(detector.keys.items())["acct-1/key-1"]
+    record = orjson.loads(orjson.dumps(detector.snapshot()))["keys"]["acct-1/key-1"]
+    assert record["last_number"] == 7 and record["forward_steps"] == "0000"  # two reads: the 30-digit id is none
+    assert activity.content_counts()[4] == 2
 
 
 def test_square_root_is_rounded_as_statistics_rounds_it() -> None:

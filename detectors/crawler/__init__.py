@@ -1,5 +1,5 @@
 """Crawlers and scrapers (clause 8.2.1): the detector, its window features, and its learned session model."""
 
-from detectors.crawler.detector import CrawlerDetector, KeyActivity, agent_class, rule_signals, window_features
+from detectors.crawler.detector import CrawlerDetector, agent_class, rule_signals, window_features
 
-__all__ = ["CrawlerDetector", "KeyActivity", "agent_class", "rule_signals", "window_features"]
+__all__ = ["CrawlerDetector", "agent_class", "rule_signals", "window_features"]

@@ -11,9 +11,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from array import array
 from bisect import bisect_left
-from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from hashlib import blake2b
 from operator import mul, sub
@@ -22,6 +20,7 @@ from typing import Any
 import crawleruseragents
 
 from detectors.base import Detector, cooling_down, new_store
+from detectors.native import CrawlerWindow, KeyActivity
 from detectors.state import SubjectStore
 from models.config import CrawlerConfig, StateConfig
 from models.finding import Finding, Severity, SubjectType
@@ -32,9 +31,6 @@ _TRAILING_NUMBER = re.compile(r"(?:^|[^A-Za-z0-9])(\d+)$")
 # Calls that make something; a key that never makes anything and only reads is a scraper's shape.
 _GENERATING_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _LIBRARY_TAG = "http-library"
-# A call's flags in ``KeyActivity.flags``.
-GENERATING, NOT_FOUND = 1, 2
-BOTH = GENERATING | NOT_FOUND
 # Distinct user agents a detector remembers the digest and class of; a busy stream shows a few dozen.
 _AGENT_CACHE_SIZE = 4096
 
@@ -61,139 +57,27 @@ def agent_class(user_agent: str, automation_words: tuple[str, ...]) -> str | Non
     return "http_library"
 
 
-def _agent_digest(user_agent: str | None) -> str:
-    return blake2b((user_agent or "").encode("utf-8"), digest_size=6).hexdigest()
+def _agent_digest(user_agent: str | None) -> int:
+    """A user agent as the window keeps it: its 6-byte BLAKE2b digest (12 hex digits in a dump)."""
+    return int.from_bytes(blake2b((user_agent or "").encode("utf-8"), digest_size=6).digest(), "big")
 
 
-_OFFSET_RANGE = range(-(1 << 31), 1 << 31)
-"""What a 32-bit call time holds: milliseconds either side of the window's base, some 24 days."""
-
-
-def _time_offsets(values: list[int] | None = None) -> array[int]:
-    """Call times relative to the window's base: 32-bit, or 64-bit for a window that spans more."""
-    values = values or []
-    fits = not values or (min(values) in _OFFSET_RANGE and max(values) in _OFFSET_RANGE)
-    return array("i" if fits else "q", values)
-
-
-@dataclass(slots=True)
-class KeyActivity:
-    """A bounded window of one key's recent calls, kept compact: scoring counts bytes in C instead of
-    rescanning Python lists, and a call costs 5 bytes (its time from a base and a byte of flags) instead of ~200.
-
-    ``agent_last`` maps each user agent in the window (by digest) to the number, counted by ``calls_seen``,
-    of its latest call: an agent leaves the window with that call, so no call needs to record its agent.
-    ``forward_steps`` holds, per numbered read, whether its id stepped forward from the read before it
-    (judged with ``max_id_step`` when added; the first read's flag means nothing, as it has no step).
-    Numbered reads are capped by count only, not by time: that is the window's definition.
-    """
-
-    last_seen_ms: int
-    time_base_ms: int
-    """Call times are kept as offsets from this (4 bytes a call, not 8); it moves on when they outgrow 32 bits."""
-    times: array[int] = field(default_factory=_time_offsets)
-    flags: bytearray = field(default_factory=bytearray)
-    """Per call, ``GENERATING | NOT_FOUND`` bits: one byte a call in one buffer for both."""
-    calls_seen: int = 0
-    agent_last: dict[str, int] = field(default_factory=dict)
-    forward_steps: bytearray = field(default_factory=bytearray)
-    last_number: int | None = None
-    automation_agent: bool = False
-    events_since_score: int = 0
-    last_flag_ms: int | None = None
-
-    @classmethod
-    def start(cls, now_ms: int) -> KeyActivity:
-        return cls(now_ms, now_ms)
-
-    def call_times(self) -> list[int]:
-        """The window's call times in epoch milliseconds, oldest kept first."""
-        base = self.time_base_ms
-        return [base + offset for offset in self.times]
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "last_seen_ms": self.last_seen_ms,
-            "time_base_ms": self.time_base_ms,
-            "times": self.times.tolist(),
-            "flags": self.flags.hex(),
-            "calls_seen": self.calls_seen,
-            "agent_last": dict(self.agent_last),
-            "forward_steps": self.forward_steps.hex(),
-            "last_number": self.last_number,
-            "automation_agent": self.automation_agent,
-            "events_since_score": self.events_since_score,
-            "last_flag_ms": self.last_flag_ms,
-        }
-
-    @classmethod
-    def load(cls, data: dict[str, Any]) -> KeyActivity:
-        return cls(
-            **{
-                **data,
-                "times": _time_offsets(data["times"]),
-                "flags": bytearray.fromhex(data["flags"]),
-                "agent_last": dict(data["agent_last"]),
-                "forward_steps": bytearray.fromhex(data["forward_steps"]),
-            }
-        )
-
-    def add_call(
-        self, now_ms: int, generating: bool, not_found: bool, agent: str, horizon_ms: int, max_events: int
-    ) -> None:
-        """Append a call, then drop the calls older than the horizon (from the front) or beyond the cap."""
-        self.agent_last[agent] = self.calls_seen
-        self.calls_seen += 1
-        times = self.times
-        offset = now_ms - self.time_base_ms
-        if offset not in _OFFSET_RANGE and times.typecode == "i":
-            times = self.times = array("q", times)  # for this call; narrowed again below once the old calls leave
-        times.append(offset)
-        self.flags.append(generating | not_found << 1)
-        drop = len(times) - max_events
-        horizon = horizon_ms - self.time_base_ms
-        if times[0] < horizon:
-            old = 1
-            while times[old] < horizon:  # stops at the latest call at the latest: it is not older than the horizon
-                old += 1
-            drop = max(drop, old)
-        if drop > 0:
-            del times[:drop], self.flags[:drop]
-            first = self.calls_seen - len(times)
-            if min(self.agent_last.values()) < first:  # an agent's calls have all left the window
-                self.agent_last = {known: last for known, last in self.agent_last.items() if last >= first}
-        if times.typecode != "i":
-            self._rebase(now_ms)
-
-    def _rebase(self, now_ms: int) -> None:
-        """Offsets from ``now_ms`` in 32 bits again, when every kept call is within ~24 days of it (a key back
-        after a long idle spell, or one busy for weeks); until then a window with calls further apart (events
-        late by weeks) stays in 64 bits."""
-        shift = self.time_base_ms - now_ms
-        shifted = _time_offsets([offset + shift for offset in self.times])
-        if shifted.typecode == "i":
-            self.times, self.time_base_ms = shifted, now_ms
-
-    def add_numbered_read(self, number: int, max_id_step: int, max_events: int) -> None:
-        last = self.last_number
-        self.forward_steps.append(last is not None and 0 < number - last <= max_id_step)
-        self.last_number = number
-        if len(self.forward_steps) > max_events:
-            del self.forward_steps[0]
+_NUMBERED_ID_LIMIT = 1 << 63
+"""Ids numbered past 64-bit integers are no sequence of ours (and would not fit a state record): opaque tokens."""
 
 
 def content_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
     """What a key's window asks for and gets: counts over the window's flags."""
-    calls, flags = len(activity.times), activity.flags
-    steps = len(activity.forward_steps) - 1
+    calls, generating, not_found, forward, numbered, agents, automation = activity.content_counts()
+    steps = numbered - 1
     return {
         "requests": float(calls),
-        "generation_share": (flags.count(GENERATING) + flags.count(BOTH)) / calls if calls else 0.0,
-        "not_found_share": (flags.count(NOT_FOUND) + flags.count(BOTH)) / calls if calls else 0.0,
-        "forward_step_share": activity.forward_steps.count(1, 1) / steps if steps >= 2 else 0.0,
-        "numbered_reads": float(len(activity.forward_steps)),
-        "user_agents": float(len(activity.agent_last)),
-        "automation_agent": float(activity.automation_agent),
+        "generation_share": generating / calls if calls else 0.0,
+        "not_found_share": not_found / calls if calls else 0.0,
+        "forward_step_share": forward / steps if steps >= 2 else 0.0,
+        "numbered_reads": float(numbered),
+        "user_agents": float(agents),
+        "automation_agent": float(automation),
     }
 
 
@@ -275,15 +159,21 @@ class CrawlerDetector(Detector):
 
     def __init__(self, config: CrawlerConfig, state: StateConfig) -> None:
         self.config = config
-        self.keys: SubjectStore[KeyActivity] = new_store(KeyActivity.start, KeyActivity.load, state)
+        self.keys: SubjectStore[KeyActivity] = new_store(KeyActivity, KeyActivity.load, state)
         self._automation_words = tuple(word.lower() for word in config.automation_description_words)
-        self._agents: dict[str | None, tuple[str, bool]] = {}
-        self._window_ms = config.window_s * 1000
+        self._agents: dict[str | None, tuple[int, bool]] = {}
+        self.window = CrawlerWindow(
+            window_ms=config.window_s * 1000,
+            max_events=config.max_window_events,
+            max_id_step=config.max_id_step,
+            min_requests=config.min_requests,
+            evaluate_every=config.evaluate_every,
+        )
 
     def stores(self) -> dict[str, SubjectStore[Any]]:
         return {"keys": self.keys}
 
-    def _agent(self, user_agent: str | None) -> tuple[str, bool]:
+    def _agent(self, user_agent: str | None) -> tuple[int, bool]:
         """The digest of a user agent and whether it is automation, worked out once per distinct agent."""
         known = self._agents.get(user_agent)
         if known is None:
@@ -295,26 +185,18 @@ class CrawlerDetector(Detector):
 
     def record(self, event: TelemetryEvent) -> KeyActivity | None:
         """Add the event to its key's window; returns the window when it is due to be scored."""
-        cfg = self.config
-        cap = cfg.max_window_events
         now = event.ts_ms
         activity = self.keys.touch(event.key_subject, now)
-        if now > activity.last_seen_ms:
-            activity.last_seen_ms = now
         agent, automation = self._agent(event.user_agent)
-        if automation:
-            activity.automation_agent = True
         method = event.method.upper()
-        activity.add_call(now, method in _GENERATING_METHODS, event.status == 404, agent, now - self._window_ms, cap)
+        number = None
         if event.resource_id and method == "GET":
             match = _TRAILING_NUMBER.search(event.resource_id)
-            if match:
-                activity.add_numbered_read(int(match.group(1)), cfg.max_id_step, cap)
-        activity.events_since_score += 1
-        if len(activity.times) < cfg.min_requests or activity.events_since_score < cfg.evaluate_every:
-            return None
-        activity.events_since_score = 0
-        return activity
+            if match and (value := int(match.group(1))) < _NUMBERED_ID_LIMIT:
+                number = value
+        generating, not_found = method in _GENERATING_METHODS, event.status == 404
+        due = self.window.record(activity, now, generating, not_found, agent, automation, number)
+        return activity if due else None
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:
         cfg = self.config

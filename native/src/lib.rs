@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::prelude::*;
 
+mod crawler;
 mod key_sharing;
 mod seasonal;
 mod sketches;
@@ -69,6 +70,8 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<traffic::TrafficSubject>()?;
     module.add_class::<traffic::TrafficWindow>()?;
     module.add_class::<telemetry::EventDecoder>()?;
+    module.add_class::<crawler::KeyActivity>()?;
+    module.add_class::<crawler::CrawlerWindow>()?;
     module.add_function(wrap_pyfunction!(allocated_bytes, module)?)?;
     Ok(())
 }

@@ -1,0 +1,371 @@
+//! The per-event path of `detectors.crawler`: a key's window of recent calls (`KeyActivity`) and the
+//! `CrawlerWindow` step that adds each call to it. Scoring (the features' statistics, the rules, findings) stays
+//! in Python and runs every `evaluate_every` calls of a key with enough of them.
+
+use indexmap::IndexMap;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+/// A call's flags: it made something (POST, PUT, PATCH), and it got a 404.
+const GENERATING: u8 = 1;
+const NOT_FOUND: u8 = 2;
+
+/// Call times as offsets from the window's base: 32 bits each, or 64 for a window that spans more (~24 days).
+enum Offsets {
+    Narrow(Vec<i32>),
+    Wide(Vec<i64>),
+}
+
+impl Offsets {
+    /// 32 bits when every offset fits, as a window keeps them whenever it can.
+    fn of(values: Vec<i64>) -> Self {
+        match values.iter().map(|&value| i32::try_from(value)).collect() {
+            Ok(narrow) => Self::Narrow(narrow),
+            Err(_) => Self::Wide(values),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Narrow(values) => values.len(),
+            Self::Wide(values) => values.len(),
+        }
+    }
+
+    fn get(&self, at: usize) -> i64 {
+        match self {
+            Self::Narrow(values) => i64::from(values[at]),
+            Self::Wide(values) => values[at],
+        }
+    }
+
+    fn to_vec(&self) -> Vec<i64> {
+        (0..self.len()).map(|at| self.get(at)).collect()
+    }
+
+    fn push(&mut self, offset: i64) {
+        match (&mut *self, i32::try_from(offset)) {
+            (Self::Narrow(values), Ok(offset)) => values.push(offset),
+            (Self::Narrow(_), Err(_)) => {
+                // For this call; narrowed again once the old calls leave.
+                let mut wide = self.to_vec();
+                wide.push(offset);
+                *self = Self::Wide(wide);
+            }
+            (Self::Wide(values), _) => values.push(offset),
+        }
+    }
+
+    fn drop_oldest(&mut self, count: usize) {
+        match self {
+            Self::Narrow(values) => drop(values.drain(..count)),
+            Self::Wide(values) => drop(values.drain(..count)),
+        }
+    }
+}
+
+/// A bounded window of one key's recent calls, kept compact: a call costs its time (4 bytes from a base) and a
+/// byte of flags.
+///
+/// `agent_last` maps each user agent in the window (by its 6-byte BLAKE2b digest) to the number, counted by
+/// `calls_seen`, of its latest call: an agent leaves the window with that call, so no call records its agent.
+/// `forward_steps` holds, per numbered read, whether its id stepped forward from the read before it (judged
+/// with `max_id_step` when added; the first read's flag means nothing, as it has no step). Numbered reads are
+/// capped by count only, not by time: that is the window's definition.
+#[pyclass(module = "detectors.native")]
+pub struct KeyActivity {
+    #[pyo3(get, set)]
+    last_seen_ms: i64,
+    /// Call times are offsets from this; it moves on when they have outgrown 32 bits and fit again.
+    #[pyo3(get)]
+    time_base_ms: i64,
+    times: Offsets,
+    flags: Vec<u8>,
+    calls_seen: i64,
+    agent_last: IndexMap<u64, i64>,
+    forward_steps: Vec<u8>,
+    last_number: Option<i64>,
+    automation_agent: bool,
+    events_since_score: i64,
+    #[pyo3(get, set)]
+    last_flag_ms: Option<i64>,
+}
+
+#[pymethods]
+impl KeyActivity {
+    #[new]
+    fn new(now_ms: i64) -> Self {
+        Self {
+            last_seen_ms: now_ms,
+            time_base_ms: now_ms,
+            times: Offsets::Narrow(Vec::new()),
+            flags: Vec::new(),
+            calls_seen: 0,
+            agent_last: IndexMap::new(),
+            forward_steps: Vec::new(),
+            last_number: None,
+            automation_agent: false,
+            events_since_score: 0,
+            last_flag_ms: None,
+        }
+    }
+
+    /// The kept calls' times as offsets from `time_base_ms`, oldest first.
+    #[getter]
+    fn times(&self) -> Vec<i64> {
+        self.times.to_vec()
+    }
+
+    /// 32 or 64: how wide the kept offsets are.
+    #[getter]
+    fn offset_bits(&self) -> u32 {
+        match self.times {
+            Offsets::Narrow(_) => 32,
+            Offsets::Wide(_) => 64,
+        }
+    }
+
+    /// The window's call times in epoch milliseconds, oldest kept first.
+    fn call_times(&self) -> Vec<i64> {
+        (0..self.times.len())
+            .map(|at| self.time_base_ms + self.times.get(at))
+            .collect()
+    }
+
+    /// What the content features count: (calls, generating calls, 404s, forward steps, numbered reads, distinct
+    /// user agents, whether an automation agent was seen).
+    fn content_counts(&self) -> (usize, usize, usize, usize, usize, usize, bool) {
+        let with = |flag: u8| {
+            self.flags
+                .iter()
+                .filter(|&&flags| flags & flag != 0)
+                .count()
+        };
+        let forward = self
+            .forward_steps
+            .iter()
+            .skip(1)
+            .filter(|&&step| step == 1)
+            .count();
+        (
+            self.times.len(),
+            with(GENERATING),
+            with(NOT_FOUND),
+            forward,
+            self.forward_steps.len(),
+            self.agent_last.len(),
+            self.automation_agent,
+        )
+    }
+
+    fn dump<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let agents = PyDict::new(py);
+        for (agent, last) in &self.agent_last {
+            agents.set_item(PyString::new(py, &format!("{agent:012x}")), last)?;
+        }
+        let data = PyDict::new(py);
+        data.set_item("last_seen_ms", self.last_seen_ms)?;
+        data.set_item("time_base_ms", self.time_base_ms)?;
+        data.set_item("times", self.times.to_vec())?;
+        data.set_item("flags", hex(&self.flags))?;
+        data.set_item("calls_seen", self.calls_seen)?;
+        data.set_item("agent_last", agents)?;
+        data.set_item("forward_steps", hex(&self.forward_steps))?;
+        data.set_item("last_number", self.last_number)?;
+        data.set_item("automation_agent", self.automation_agent)?;
+        data.set_item("events_since_score", self.events_since_score)?;
+        data.set_item("last_flag_ms", self.last_flag_ms)?;
+        Ok(data)
+    }
+
+    #[staticmethod]
+    fn load(data: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let times: Vec<i64> = data.get_item("times")?.extract()?;
+        let flags = unhex(&data.get_item("flags")?.extract::<String>()?)?;
+        if flags.len() != times.len() {
+            return Err(PyValueError::new_err(format!(
+                "a crawler window of {} call times and {} flags",
+                times.len(),
+                flags.len()
+            )));
+        }
+        let mut agent_last = IndexMap::new();
+        for (agent, last) in data.get_item("agent_last")?.cast_into::<PyDict>()?.iter() {
+            let agent: String = agent.extract()?;
+            let digest = u64::from_str_radix(&agent, 16)
+                .ok()
+                .filter(|_| agent.len() == 12)
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!("not a user agent digest: {agent:?}"))
+                })?;
+            agent_last.insert(digest, last.extract()?);
+        }
+        Ok(Self {
+            last_seen_ms: data.get_item("last_seen_ms")?.extract()?,
+            time_base_ms: data.get_item("time_base_ms")?.extract()?,
+            times: Offsets::of(times),
+            flags,
+            calls_seen: data.get_item("calls_seen")?.extract()?,
+            agent_last,
+            forward_steps: unhex(&data.get_item("forward_steps")?.extract::<String>()?)?,
+            last_number: data.get_item("last_number")?.extract()?,
+            automation_agent: data.get_item("automation_agent")?.extract()?,
+            events_since_score: data.get_item("events_since_score")?.extract()?,
+            last_flag_ms: data.get_item("last_flag_ms")?.extract()?,
+        })
+    }
+}
+
+impl KeyActivity {
+    /// Append a call, then drop the calls older than the horizon (from the front) or beyond the cap.
+    fn add_call(&mut self, now_ms: i64, flags: u8, agent: u64, horizon_ms: i64, max_events: usize) {
+        self.agent_last.insert(agent, self.calls_seen);
+        self.calls_seen += 1;
+        self.times.push(now_ms - self.time_base_ms);
+        self.flags.push(flags);
+        let mut drop = self.times.len().saturating_sub(max_events);
+        let horizon = horizon_ms - self.time_base_ms;
+        if self.times.get(0) < horizon {
+            // Stops at the latest call at the latest: it is not older than the horizon.
+            let old = (1..self.times.len())
+                .find(|&at| self.times.get(at) >= horizon)
+                .unwrap_or(self.times.len());
+            drop = drop.max(old);
+        }
+        if drop > 0 {
+            self.times.drop_oldest(drop);
+            self.flags.drain(..drop);
+            let first = self.calls_seen - self.times.len() as i64;
+            if self.agent_last.values().any(|&last| last < first) {
+                // An agent's calls have all left the window.
+                self.agent_last.retain(|_, last| *last >= first);
+            }
+        }
+        if let Offsets::Wide(_) = self.times {
+            self.rebase(now_ms);
+        }
+    }
+
+    /// Offsets from `now_ms` in 32 bits again, when every kept call is within ~24 days of it (a key back after a
+    /// long idle spell, or one busy for weeks); until then a window with calls further apart stays in 64 bits.
+    fn rebase(&mut self, now_ms: i64) {
+        let shift = self.time_base_ms - now_ms;
+        let shifted = Offsets::of(
+            self.times
+                .to_vec()
+                .iter()
+                .map(|offset| offset + shift)
+                .collect(),
+        );
+        if let Offsets::Narrow(_) = shifted {
+            self.times = shifted;
+            self.time_base_ms = now_ms;
+        }
+    }
+
+    fn add_numbered_read(&mut self, number: i64, max_id_step: i64, max_events: usize) {
+        let forward = self
+            .last_number
+            .is_some_and(|last| (1..=max_id_step).contains(&(number - last)));
+        self.forward_steps.push(u8::from(forward));
+        self.last_number = Some(number);
+        if self.forward_steps.len() > max_events {
+            self.forward_steps.remove(0);
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unhex(text: &str) -> PyResult<Vec<u8>> {
+    let invalid = || PyValueError::new_err(format!("not hex bytes: {:.64?}", text));
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return Err(invalid());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&text[at..at + 2], 16).map_err(|_| invalid()))
+        .collect()
+}
+
+/// The window every key's calls are kept in: `window_ms` of event time and at most `max_events` calls (and as
+/// many numbered reads), and when a key's window is due to be scored.
+#[pyclass(frozen, module = "detectors.native")]
+pub struct CrawlerWindow {
+    window_ms: i64,
+    max_events: usize,
+    max_id_step: i64,
+    min_requests: usize,
+    evaluate_every: i64,
+}
+
+#[pymethods]
+impl CrawlerWindow {
+    #[new]
+    #[pyo3(signature = (*, window_ms, max_events, max_id_step, min_requests, evaluate_every))]
+    fn new(
+        window_ms: i64,
+        max_events: usize,
+        max_id_step: i64,
+        min_requests: usize,
+        evaluate_every: i64,
+    ) -> PyResult<Self> {
+        if max_events < 1 {
+            return Err(PyValueError::new_err(
+                "a crawler window keeps at least one call",
+            ));
+        }
+        Ok(Self {
+            window_ms,
+            max_events,
+            max_id_step,
+            min_requests,
+            evaluate_every,
+        })
+    }
+
+    /// ``record(activity, now_ms, generating, not_found, agent, automation, number) -> due``: add one call (and
+    /// its id's number, for a numbered read) to the key's window. `agent` is the user agent's digest as an
+    /// integer. Returns whether the window is due to be scored (and starts counting again if so).
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        activity: &Bound<'_, KeyActivity>,
+        now_ms: i64,
+        generating: bool,
+        not_found: bool,
+        agent: u64,
+        automation: bool,
+        number: Option<i64>,
+    ) -> bool {
+        let mut activity = activity.borrow_mut();
+        if now_ms > activity.last_seen_ms {
+            activity.last_seen_ms = now_ms;
+        }
+        if automation {
+            activity.automation_agent = true;
+        }
+        let flags = if generating { GENERATING } else { 0 } | if not_found { NOT_FOUND } else { 0 };
+        activity.add_call(
+            now_ms,
+            flags,
+            agent,
+            now_ms - self.window_ms,
+            self.max_events,
+        );
+        if let Some(number) = number {
+            activity.add_numbered_read(number, self.max_id_step, self.max_events);
+        }
+        activity.events_since_score += 1;
+        if activity.times.len() < self.min_requests
+            || activity.events_since_score < self.evaluate_every
+        {
+            return false;
+        }
+        activity.events_since_score = 0;
+        true
+    }
+}

@@ -1,9 +1,11 @@
 """Type stub of ``detectors.native``, Warden's compiled hot loops (``native/src``)."""
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any, Generic
 
 from detectors.seasonal import SeasonalState
+from detectors.state import S
 
 class LaneLearner:
     """``learn(state, points)``: learn each (ts_ms, one value per lane) into a state of ``len(units)`` lanes."""
@@ -169,3 +171,31 @@ class CrawlerWindow:
         number: int | None,
     ) -> bool:
         """Add one call (and its id's number, for a numbered read); returns whether the window is due to be scored."""
+
+class SubjectStore(Generic[S]):
+    """An LRU map of subject id → state with idle expiry and dirty tracking (``native/src/state.rs``)."""
+
+    max_subjects: int
+    idle_ttl_ms: int
+    track_changes: bool
+    unwritten: AbstractSet[str]
+    @property
+    def evicted(self) -> int: ...
+    def __init__(
+        self, factory: Callable[[int], S], loader: Callable[[dict[str, Any]], S], max_subjects: int, idle_ttl_ms: int
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, subject: str) -> bool: ...
+    def items(self) -> list[tuple[str, S]]:
+        """(subject, state) pairs, least recently seen first."""
+    def touch(self, subject: str, now_ms: int) -> S:
+        """The subject's state, fresh if it is new or idle past the TTL; marks it recently used and dirty."""
+    def expire(self, watermark_ms: int) -> int:
+        """Forget subjects idle past the TTL at this event time; returns how many went."""
+    def snapshot(self) -> dict[str, dict[str, Any]]: ...
+    def restore(self, snapshot: dict[str, dict[str, Any]]) -> None: ...
+    def drain_dirty(self) -> set[str]:
+        """Subjects changed (or gone) since the last drain."""
+    def dump_of(self, subject: str) -> dict[str, Any] | None: ...
+    def apply_change(self, subject: str, data: dict[str, Any] | None) -> None:
+        """Replay one changelog record: a state where it stood, or a new one at the most recently seen end."""

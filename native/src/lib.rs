@@ -9,6 +9,7 @@ mod crawler;
 mod key_sharing;
 mod seasonal;
 mod sketches;
+mod state;
 mod telemetry;
 mod traffic;
 
@@ -70,6 +71,7 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<traffic::TrafficSubject>()?;
     module.add_class::<traffic::TrafficWindow>()?;
     module.add_class::<telemetry::EventDecoder>()?;
+    module.add_class::<state::SubjectStore>()?;
     module.add_class::<crawler::KeyActivity>()?;
     module.add_class::<crawler::CrawlerWindow>()?;
     module.add_function(wrap_pyfunction!(allocated_bytes, module)?)?;

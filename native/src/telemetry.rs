@@ -57,9 +57,42 @@ type FieldSpec = (
 /// Microseconds since the epoch that a double holds exactly: past them, `datetime.timestamp()` rounds otherwise.
 const EXACT_MICROSECONDS: i64 = 1 << 53;
 
+/// Strings up to this long are taken from `StringCache`, as pydantic's string cache takes them.
+const CACHED_STRING_BYTES: usize = 64;
+const CACHED_STRINGS: usize = 1 << 12;
+
+/// The string objects of recent records, one per slot by hash: a client's account, key, address and agent recur
+/// on every call, so each becomes one object whose hash Python works out once for every store that looks it up.
+struct StringCache {
+    slots: Vec<Option<Py<PyString>>>,
+}
+
+impl StringCache {
+    fn string<'py>(&mut self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+        if text.len() > CACHED_STRING_BYTES {
+            return Ok(PyString::new(py, text));
+        }
+        // FNV-1a: short strings, and only a slot to pick.
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let slot = &mut self.slots[hash as usize % CACHED_STRINGS];
+        if let Some(cached) = slot {
+            let cached = cached.bind(py);
+            if cached.to_str()? == text {
+                return Ok(cached.clone());
+            }
+        }
+        let fresh = PyString::new(py, text);
+        *slot = Some(fresh.clone().unbind());
+        Ok(fresh)
+    }
+}
+
 /// Decodes telemetry records in the plain shape into instances of `model`.
-#[pyclass(frozen, module = "detectors.native")]
+#[pyclass(module = "detectors.native")]
 pub struct EventDecoder {
+    strings: StringCache,
     model: Py<PyType>,
     fields: Vec<Field>,
     timestamp: usize,
@@ -121,6 +154,9 @@ impl EventDecoder {
         };
         let intern = |name: &str| PyString::intern(py, name).unbind();
         Ok(Self {
+            strings: StringCache {
+                slots: (0..CACHED_STRINGS).map(|_| None).collect(),
+            },
             model,
             timestamp: *timestamp,
             fields: parsed,
@@ -139,7 +175,11 @@ impl EventDecoder {
     }
 
     /// The event the record holds, or None when it is not in the plain shape (pydantic then decides).
-    fn decode<'py>(&self, py: Python<'py>, value: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
+    fn decode<'py>(
+        &mut self,
+        py: Python<'py>,
+        value: &[u8],
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let mut reader = serde_json::Deserializer::from_slice(value);
         let Ok(values) = reader.deserialize_map(RecordVisitor {
             fields: &self.fields,
@@ -173,7 +213,7 @@ impl EventDecoder {
                 Value::Text(_) if field.kind == Kind::Timestamp => {
                     data.set_item(name, time.datetime(py, self.utc.bind(py))?)?
                 }
-                Value::Text(text) => data.set_item(name, PyString::new(py, text))?,
+                Value::Text(text) => data.set_item(name, self.strings.string(py, text)?)?,
                 Value::Integer(number) => data.set_item(name, number)?,
                 Value::Number(number) => data.set_item(name, number)?,
             }

@@ -83,12 +83,11 @@ class KeySharingDetector(Detector):
         site = self.site(event.ip)
         now = event.ts_ms
         items = (event.user_agent, event.device_id, *site.items)
-        key = self.keys.touch(event.key_subject, now)
-        account = self.accounts.touch(event.account_id, now)
-        outcome = self.window.observe(key, account, items, site.here, now)
+        keys, accounts = self.keys, self.accounts
+        outcome = self.window.observe(keys, event.key_subject, accounts, event.account_id, items, site.here, now)
         if outcome is None:
             return []  # nothing new to either window and no hop: no rule can fire (most events)
-        key_changed, hop_from, account_changed = outcome
+        key, account, key_changed, hop_from, account_changed = outcome
         # The hop's rules come first in a finding's evidence, then the spread's.
         fired = {} if hop_from is None or site.here is None else self._hop(key, hop_from, site.here, now)
         findings = self._assess(key, event, fired, key_changed, SubjectType.API_KEY)

@@ -60,20 +60,23 @@ class UsageProfile:
     def load(data: dict[str, Any]) -> UsageProfile: ...
 
 class SharingWindow:
-    """The window a ``UsageProfile`` counts in, and the step every event takes through a profile."""
+    """The window a ``UsageProfile`` counts in, and the step every event takes through a key's and an account's."""
 
     def __init__(self, precision: int, pane_ms: int, panes: int) -> None: ...
     def observe(
         self,
-        key: UsageProfile,
-        account: UsageProfile,
+        keys: SubjectStore[UsageProfile],
+        key_subject: str,
+        accounts: SubjectStore[UsageProfile],
+        account_id: str,
         items: tuple[str | None, ...],
         here: tuple[str, float, float | None] | None,
         now_ms: int,
-    ) -> tuple[bool, list[Any] | None, bool] | None:
-        """One event through its key's and its account's profiles: None when no item is new to either window and
-        the key made no hop, else (an item new to the key's window, the key's use before a hop to another country
-        as [country, latitude, longitude, ts_ms], an item new to the account's window)."""
+    ) -> tuple[UsageProfile, UsageProfile, bool, list[Any] | None, bool] | None:
+        """One event through its key's and its account's profiles (touched in their stores): None when no item is
+        new to either window and the key made no hop, else (key, account, an item new to the key's window, the
+        key's use before a hop to another country as [country, latitude, longitude, ts_ms], an item new to the
+        account's window)."""
 
 def allocated_bytes() -> int:
     """Bytes the compiled module holds on its own heap (outside Python's allocator, unseen by tracemalloc)."""
@@ -114,9 +117,18 @@ class TrafficWindow:
         min_credits: float,
         min_errors: int,
     ) -> None: ...
-    def observe(self, account: TrafficSubject, key: TrafficSubject, now_ms: int, credits: float, error: bool) -> bool:
-        """One event into its account's and its key's open buckets (closing and learning passed ones); returns
-        whether either has reached a floor, so that scoring could find something."""
+    def observe(
+        self,
+        accounts: SubjectStore[TrafficSubject],
+        account_id: str,
+        keys: SubjectStore[TrafficSubject],
+        key_subject: str,
+        now_ms: int,
+        credits: float,
+        error: bool,
+    ) -> tuple[TrafficSubject, TrafficSubject] | None:
+        """One event into its account's and its key's open buckets (touched in their stores; passed buckets closed
+        and learned); (account, key) when either has reached a floor, so that scoring could find something."""
     def below_floors(self, subject: TrafficSubject) -> bool:
         """Whether the subject's open bucket is under every configured floor."""
 
@@ -162,15 +174,17 @@ class CrawlerWindow:
     ) -> None: ...
     def record(
         self,
-        activity: KeyActivity,
+        keys: SubjectStore[KeyActivity],
+        key_subject: str,
         now_ms: int,
         generating: bool,
         not_found: bool,
         agent: int,
         automation: bool,
         number: int | None,
-    ) -> bool:
-        """Add one call (and its id's number, for a numbered read); returns whether the window is due to be scored."""
+    ) -> KeyActivity | None:
+        """Add one call (and its id's number, for a numbered read) to the key's window, touched in its store;
+        returns the window when it is due to be scored."""
 
 class SubjectStore(Generic[S]):
     """An LRU map of subject id → state with idle expiry and dirty tracking (``native/src/state.rs``)."""

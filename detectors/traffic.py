@@ -189,13 +189,15 @@ class TrafficAnomalyDetector(Detector):
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:
         now = event.ts_ms
-        account = self.accounts.touch(event.account_id, now)
-        key = self.keys.touch(event.key_subject, now)
-        reached = self.window.observe(account, key, now, event.credits, event.status in self.error_statuses)
+        error, accounts, keys = event.status in self.error_statuses, self.accounts, self.keys
+        reached = self.window.observe(accounts, event.account_id, keys, event.key_subject, now, event.credits, error)
+        if reached is None:
+            return []  # the common case: under every floor, there is nothing to score
         # One finding per account and cooldown, about the account or about one of its keys, whichever
         # shows first: a key's surge is usually its account's too, and one incident is one finding.
-        if not reached or cooling_down(account.last_flag_ms, now, self.config.cooldown_s):
-            return []  # the common case: under every floor, there is nothing to score
+        account, key = reached
+        if cooling_down(account.last_flag_ms, now, self.config.cooldown_s):
+            return []
         flag = self._strongest_flag(account) if self._may_flag(account) else None
         if flag is not None:
             account.last_flag_ms = now

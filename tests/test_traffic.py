@@ -15,6 +15,7 @@ import pytest
 from benchmarks.nab_score import anomaly_windows, score_series
 from detectors.native import TrafficSubject, TrafficWindow
 from detectors.seasonal import _LANES, LANE_SIZE, Prior, SeasonalModel, SeasonalParams, SeasonalState, lane_learner
+from detectors.state import SubjectStore
 from detectors.traffic import Signal, TrafficAnomalyDetector, model_params, series_params
 from models.config import StateConfig, TrafficAnomalyConfig
 from models.finding import Finding, SubjectType
@@ -365,7 +366,9 @@ def test_the_traffic_window_refuses_buckets_it_cannot_count() -> None:
     with pytest.raises(ValueError, match="buckets of at least 1 ms"):
         TrafficWindow(bucket_ms=0, max_gap_buckets=120, learner=learner, **floors)
     window = TrafficWindow(bucket_ms=60_000, max_gap_buckets=120, learner=learner, **floors)
-    account, key = TrafficSubject(0, SeasonalState(lanes=3)), TrafficSubject(0, SeasonalState(lanes=2))
-    window.observe(account, key, 1_000, 1.0, False)  # the first bucket: nothing to learn yet
+    accounts = SubjectStore(lambda now: TrafficSubject(now, SeasonalState(lanes=3)), dict, 10, 10**9)
+    keys = SubjectStore(lambda now: TrafficSubject(now, SeasonalState(lanes=2)), dict, 10, 10**9)
+    # The first bucket: nothing to learn yet.
+    assert window.observe(accounts, "acct-1", keys, "acct-1/key-1", 1_000, 1.0, False) is None
     with pytest.raises(ValueError, match="a learner of 3 lanes for a 2-lane state"):
-        window.observe(account, key, 61_000, 1.0, False)  # closing it learns into each state
+        window.observe(accounts, "acct-1", keys, "acct-1/key-1", 61_000, 1.0, False)  # closing it learns each

@@ -185,8 +185,6 @@ class CrawlerDetector(Detector):
 
     def record(self, event: TelemetryEvent) -> KeyActivity | None:
         """Add the event to its key's window; returns the window when it is due to be scored."""
-        now = event.ts_ms
-        activity = self.keys.touch(event.key_subject, now)
         agent, automation = self._agent(event.user_agent)
         method = event.method.upper()
         number = None
@@ -195,8 +193,9 @@ class CrawlerDetector(Detector):
             if match and (value := int(match.group(1))) < _NUMBERED_ID_LIMIT:
                 number = value
         generating, not_found = method in _GENERATING_METHODS, event.status == 404
-        due = self.window.record(activity, now, generating, not_found, agent, automation, number)
-        return activity if due else None
+        return self.window.record(
+            self.keys, event.key_subject, event.ts_ms, generating, not_found, agent, automation, number
+        )
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:
         cfg = self.config

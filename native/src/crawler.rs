@@ -7,6 +7,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
+use crate::state::{touch, SubjectStore};
+
 /// A call's flags: it made something (POST, PUT, PATCH), and it got a 404.
 const GENERATING: u8 = 1;
 const NOT_FOUND: u8 = 2;
@@ -327,21 +329,26 @@ impl CrawlerWindow {
         })
     }
 
-    /// ``record(activity, now_ms, generating, not_found, agent, automation, number) -> due``: add one call (and
-    /// its id's number, for a numbered read) to the key's window. `agent` is the user agent's digest as an
-    /// integer. Returns whether the window is due to be scored (and starts counting again if so).
+    /// ``record(keys, key_subject, now_ms, generating, not_found, agent, automation, number)``: add one call (and
+    /// its id's number, for a numbered read) to the key's window, touched in its store. `agent` is the user
+    /// agent's digest as an integer. Returns the window when it is due to be scored (and starts counting again),
+    /// else None.
     #[allow(clippy::too_many_arguments)]
-    fn record(
+    fn record<'py>(
         &self,
-        activity: &Bound<'_, KeyActivity>,
+        keys: &Bound<'py, SubjectStore>,
+        key_subject: &Bound<'py, PyString>,
         now_ms: i64,
         generating: bool,
         not_found: bool,
         agent: u64,
         automation: bool,
         number: Option<i64>,
-    ) -> bool {
-        let mut activity = activity.borrow_mut();
+    ) -> PyResult<Option<Bound<'py, KeyActivity>>> {
+        let window = touch(keys, key_subject, now_ms)?
+            .into_bound(keys.py())
+            .cast_into::<KeyActivity>()?;
+        let mut activity = window.borrow_mut();
         if now_ms > activity.last_seen_ms {
             activity.last_seen_ms = now_ms;
         }
@@ -363,9 +370,10 @@ impl CrawlerWindow {
         if activity.times.len() < self.min_requests
             || activity.events_since_score < self.evaluate_every
         {
-            return false;
+            return Ok(None);
         }
         activity.events_since_score = 0;
-        true
+        drop(activity);
+        Ok(Some(window))
     }
 }

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::sketches::SlidingSketch;
+use crate::state::{touch, SubjectStore};
 
 /// Distinct item tuples remembered per pane: a key's user, or an account's keys, mostly alternate among a few.
 const RECENT_ITEMS: usize = 3;
@@ -150,23 +151,34 @@ impl SharingWindow {
         })
     }
 
-    /// ``observe(key, account, items, here, now_ms)``: one event through its key's and its account's profiles.
+    /// ``observe(keys, key_subject, accounts, account_id, items, here, now_ms)``: one event through its key's and
+    /// its account's profiles, each touched in its store.
     ///
     /// Counts `items` (one str or None per kind; None and "" are not counted) into both. `here` is
     /// `(country, latitude, longitude)` of a located use, or None: a use at a profile's last place moves only its
     /// time; elsewhere it becomes the last place. Returns None when no item is new to either window and the key
-    /// made no hop (most events), else `(key_changed, hop_from, account_changed)`: whether an item is new to each
-    /// window, and the key's use before a hop to another country, `[country, latitude, longitude, ts_ms]`. An
-    /// account makes no hops: its several keys may legitimately run in several places.
+    /// made no hop (most events), else `(key, account, key_changed, hop_from, account_changed)`: the profiles,
+    /// whether an item is new to each window, and the key's use before a hop to another country,
+    /// `[country, latitude, longitude, ts_ms]`. An account makes no hops: its several keys may legitimately run
+    /// in several places.
+    #[allow(clippy::too_many_arguments)]
     fn observe<'py>(
         &self,
-        key: &Bound<'py, UsageProfile>,
-        account: &Bound<'py, UsageProfile>,
+        keys: &Bound<'py, SubjectStore>,
+        key_subject: &Bound<'py, PyString>,
+        accounts: &Bound<'py, SubjectStore>,
+        account_id: &Bound<'py, PyString>,
         items: &Bound<'py, PyTuple>,
         here: Option<&Bound<'py, PyTuple>>,
         now_ms: i64,
     ) -> PyResult<Option<Outcome<'py>>> {
-        let py = key.py();
+        let py = keys.py();
+        let key = touch(keys, key_subject, now_ms)?
+            .into_bound(py)
+            .cast_into::<UsageProfile>()?;
+        let account = touch(accounts, account_id, now_ms)?
+            .into_bound(py)
+            .cast_into::<UsageProfile>()?;
         let country = match here {
             Some(here) => Some(here.get_item(0)?.cast_into::<PyString>()?),
             None => None,
@@ -202,13 +214,19 @@ impl SharingWindow {
             Some(before) => Some(before.to_list(py)?),
             None => None,
         };
-        Ok(Some((key_changed, hop_from, account_changed)))
+        Ok(Some((key, account, key_changed, hop_from, account_changed)))
     }
 }
 
-/// What an event changed: whether an item is new to the key's window, the key's use before a hop to another
-/// country, and whether an item is new to the account's window.
-type Outcome<'py> = (bool, Option<Bound<'py, PyList>>, bool);
+/// What an event changed: the key's and the account's profiles, whether an item is new to the key's window, the
+/// key's use before a hop to another country, and whether an item is new to the account's window.
+type Outcome<'py> = (
+    Bound<'py, UsageProfile>,
+    Bound<'py, UsageProfile>,
+    bool,
+    Option<Bound<'py, PyList>>,
+    bool,
+);
 
 /// Where an event's address is, borrowed from the caller's tuple for the event.
 struct Place<'a> {

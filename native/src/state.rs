@@ -95,57 +95,13 @@ impl SubjectStore {
     }
 
     /// The subject's state, fresh if it is new or idle past the TTL; marks it recently used and dirty.
-    fn touch(
+    #[pyo3(name = "touch")]
+    fn py_touch(
         slf: &Bound<'_, Self>,
         subject: &Bound<'_, PyString>,
         now_ms: i64,
     ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let key = subject.to_str()?;
-        before_change(slf, subject)?;
-        let mut this = slf.borrow_mut();
-        let live = match this.states.get(key) {
-            Some((_, state)) => {
-                let last_seen_ms: i64 = state
-                    .bind(py)
-                    .getattr(intern!(py, "last_seen_ms"))?
-                    .extract()?;
-                (now_ms - last_seen_ms <= this.idle_ttl_ms).then(|| state.clone_ref(py))
-            }
-            None => None,
-        };
-        let state = match live {
-            Some(state) => {
-                this.states.to_back(key);
-                state
-            }
-            None => {
-                // New, or back after an idle spell: new, and so the most recently seen.
-                this.states.remove(key);
-                let state = this.factory.bind(py).call1((now_ms,))?.unbind();
-                this.states
-                    .insert(key.into(), (subject.clone().unbind(), state.clone_ref(py)));
-                if this.states.len() > this.max_subjects {
-                    let dropped = match this.states.front() {
-                        Some((_, (dropped, _))) => dropped.clone_ref(py),
-                        None => unreachable!("a store over its cap holds a subject"),
-                    };
-                    drop(this); // the hook reads the stores
-                    before_change(slf, dropped.bind(py))?;
-                    this = slf.borrow_mut();
-                    this.states.pop_front();
-                    this.evicted += 1;
-                    if this.track_changes {
-                        this.dirty.bind(py).add(dropped)?;
-                    }
-                }
-                state
-            }
-        };
-        if this.track_changes {
-            this.dirty.bind(py).add(subject)?;
-        }
-        Ok(state)
+        touch(slf, subject, now_ms)
     }
 
     /// Forget subjects idle past the TTL at this event time; returns how many went.
@@ -244,4 +200,59 @@ fn before_change(store: &Bound<'_, SubjectStore>, subject: &Bound<'_, PyString>)
             .call1((subject,))?;
     }
     Ok(())
+}
+
+/// The subject's state, fresh if it is new or idle past the TTL; marks it recently used and dirty (also what
+/// the detectors' compiled steps call).
+pub fn touch(
+    slf: &Bound<'_, SubjectStore>,
+    subject: &Bound<'_, PyString>,
+    now_ms: i64,
+) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let key = subject.to_str()?;
+    before_change(slf, subject)?;
+    let mut this = slf.borrow_mut();
+    let live = match this.states.get(key) {
+        Some((_, state)) => {
+            let last_seen_ms: i64 = state
+                .bind(py)
+                .getattr(intern!(py, "last_seen_ms"))?
+                .extract()?;
+            (now_ms - last_seen_ms <= this.idle_ttl_ms).then(|| state.clone_ref(py))
+        }
+        None => None,
+    };
+    let state = match live {
+        Some(state) => {
+            this.states.to_back(key);
+            state
+        }
+        None => {
+            // New, or back after an idle spell: new, and so the most recently seen.
+            this.states.remove(key);
+            let state = this.factory.bind(py).call1((now_ms,))?.unbind();
+            this.states
+                .insert(key.into(), (subject.clone().unbind(), state.clone_ref(py)));
+            if this.states.len() > this.max_subjects {
+                let dropped = match this.states.front() {
+                    Some((_, (dropped, _))) => dropped.clone_ref(py),
+                    None => unreachable!("a store over its cap holds a subject"),
+                };
+                drop(this); // the hook reads the stores
+                before_change(slf, dropped.bind(py))?;
+                this = slf.borrow_mut();
+                this.states.pop_front();
+                this.evicted += 1;
+                if this.track_changes {
+                    this.dirty.bind(py).add(dropped)?;
+                }
+            }
+            state
+        }
+    };
+    if this.track_changes {
+        this.dirty.bind(py).add(subject)?;
+    }
+    Ok(state)
 }

@@ -3,9 +3,10 @@
 //! (thresholds, assessments, findings) stays in Python, where it runs only once a bucket passes a floor.
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
 use crate::seasonal::{LaneLearner, MAX_LANES};
+use crate::state::{touch, SubjectStore};
 
 /// The signals' lanes in a subject's seasonal state: requests, credits, auth and rate-limit errors.
 const SIGNALS: usize = 3;
@@ -122,20 +123,30 @@ impl TrafficWindow {
         })
     }
 
-    /// ``observe(account, key, now_ms, credits, error) -> bool``: one event into its account's and its key's
-    /// open buckets (a bucket the event's time has passed is closed first, and learned). Returns whether either
-    /// open bucket has reached a floor, so that scoring could find something (most events: no).
-    fn observe(
+    /// ``observe(accounts, account_id, keys, key_subject, now_ms, credits, error)``: one event into its account's
+    /// and its key's open buckets, each touched in its store (a bucket the event's time has passed is closed
+    /// first, and learned). Returns `(account, key)` when either open bucket has reached a floor, so that
+    /// scoring could find something, else None (most events).
+    #[allow(clippy::too_many_arguments)]
+    fn observe<'py>(
         &self,
-        account: &Bound<'_, TrafficSubject>,
-        key: &Bound<'_, TrafficSubject>,
+        accounts: &Bound<'py, SubjectStore>,
+        account_id: &Bound<'py, PyString>,
+        keys: &Bound<'py, SubjectStore>,
+        key_subject: &Bound<'py, PyString>,
         now_ms: i64,
         credits: f64,
         error: bool,
-    ) -> PyResult<bool> {
-        let py = account.py();
+    ) -> PyResult<Option<(Bound<'py, TrafficSubject>, Bound<'py, TrafficSubject>)>> {
+        let py = accounts.py();
+        let account = touch(accounts, account_id, now_ms)?
+            .into_bound(py)
+            .cast_into::<TrafficSubject>()?;
+        let key = touch(keys, key_subject, now_ms)?
+            .into_bound(py)
+            .cast_into::<TrafficSubject>()?;
         let mut reached = false;
-        for subject in [account, key] {
+        for subject in [&account, &key] {
             let mut subject = subject.borrow_mut();
             if now_ms > subject.last_seen_ms {
                 subject.last_seen_ms = now_ms;
@@ -150,7 +161,7 @@ impl TrafficWindow {
             subject.errors += i64::from(error);
             reached |= !self.below_floors(&subject);
         }
-        Ok(reached)
+        Ok(reached.then_some((account, key)))
     }
 
     /// Whether the subject's open bucket is under every configured floor: most are, and then nothing is scored.

@@ -99,6 +99,11 @@ pub struct EventDecoder {
     epoch_ms: Py<PyString>,
     utc: Py<PyTzInfo>,
     object_new: Py<PyAny>,
+    /// Every field as None, then the epoch milliseconds: a record's fields are copied into it in place, no dict
+    /// growing as they come.
+    blank: Py<PyDict>,
+    /// Every field's name: the fields set of a record that has them all (most), copied.
+    every_field: Py<PySet>,
     dict_name: Py<PyString>,
     fields_set_name: Py<PyString>,
     extra_name: Py<PyString>,
@@ -153,7 +158,16 @@ impl EventDecoder {
             ));
         };
         let intern = |name: &str| PyString::intern(py, name).unbind();
+        let blank = PyDict::new(py);
+        let every_field = PySet::empty(py)?;
+        for field in &parsed {
+            blank.set_item(field.name.bind(py), py.None())?;
+            every_field.add(field.name.bind(py))?;
+        }
+        blank.set_item(epoch_ms, 0)?;
         Ok(Self {
+            blank: blank.unbind(),
+            every_field: every_field.unbind(),
             strings: StringCache {
                 slots: (0..CACHED_STRINGS).map(|_| None).collect(),
             },
@@ -203,13 +217,11 @@ impl EventDecoder {
         {
             return Ok(None);
         }
-        let data = PyDict::new(py);
-        let present = PySet::empty(py)?;
+        let data = self.blank.bind(py).copy()?;
         for (field, value) in self.fields.iter().zip(&values) {
             let name = field.name.bind(py);
             match value {
-                Value::Absent => data.set_item(name, py.None())?,
-                Value::Null => data.set_item(name, py.None())?,
+                Value::Absent | Value::Null => {} // None already
                 Value::Text(_) if field.kind == Kind::Timestamp => {
                     data.set_item(name, time.datetime(py, self.utc.bind(py))?)?
                 }
@@ -217,10 +229,20 @@ impl EventDecoder {
                 Value::Integer(number) => data.set_item(name, number)?,
                 Value::Number(number) => data.set_item(name, number)?,
             }
-            if !matches!(value, Value::Absent) {
-                present.add(name)?;
-            }
         }
+        let present = if values.iter().any(|value| matches!(value, Value::Absent)) {
+            let present = PySet::empty(py)?;
+            for (field, value) in self.fields.iter().zip(&values) {
+                if !matches!(value, Value::Absent) {
+                    present.add(field.name.bind(py))?;
+                }
+            }
+            present
+        } else {
+            // SAFETY: a new set from a live one; PySet_New returns a new reference or NULL with an error set.
+            unsafe { Bound::from_owned_ptr_or_err(py, ffi::PySet_New(self.every_field.as_ptr()))? }
+                .cast_into::<PySet>()?
+        };
         // Worked out now, while the parts are at hand: the value the model's derived field would compute.
         data.set_item(self.epoch_ms.bind(py), time.epoch_ms())?;
         let event = self.object_new.bind(py).call1((self.model.bind(py),))?;

@@ -227,7 +227,7 @@ def _drain(worker: KafkaWorker, total: int) -> tuple[float, float]:
             handed_over.append(time.perf_counter())
         return records
 
-    setattr(worker.source, "poll", timed_poll)  # this drain only: the instance attribute hides the method
+    worker.source.poll = timed_poll  # type: ignore[method-assign]  # this drain only: hides the method
     done = 0
     started = None
     try:

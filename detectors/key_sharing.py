@@ -94,9 +94,14 @@ class KeySharingDetector(Detector):
         return findings + self._assess(account, event, {}, account_changed, SubjectType.ACCOUNT)
 
     def _assess(
-        self, profile: UsageProfile, event: TelemetryEvent, fired: dict[str, dict[str, Any]], changed: bool,
+        self,
+        profile: UsageProfile,
+        event: TelemetryEvent,
+        fired: dict[str, dict[str, Any]],
+        changed: bool,
         subject: SubjectType,
     ) -> list[Finding]:
+        """The spread rules when an item was new to the profile's window, beside the hop rules already fired."""
         now = event.ts_ms
         counts = None
         if changed:

@@ -29,16 +29,20 @@ class InvalidRecord(ValueError):
 _KINDS: dict[Any, str] = {str: "text", int: "integer", float: "number", EVENT_TIMESTAMP_TYPE: "timestamp"}
 
 
-def _fast_path_field(name: str, info: FieldInfo) -> tuple[str, str, bool, int | None, int | None, Any, Any]:
+def _fast_path_field(
+    model: str, name: str, info: FieldInfo
+) -> tuple[str, str, bool, int | None, int | None, Any, Any]:
     """What the compiled decoder must check of one field: its kind, whether null or absent is allowed (as None),
     and its bounds. A field it could not check exactly stops the import, so no constraint is ever skipped."""
+    if info.alias is not None or info.validation_alias is not None:
+        raise TypeError(f"{model}.{name}: the decoder's fast path reads fields by their names")
     annotation, optional = info.annotation, False
     if isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation):
         members = [member for member in typing.get_args(annotation) if member is not type(None)]
         annotation, optional = members[0] if len(members) == 1 else annotation, True
     kind = _KINDS.get(annotation)
     if kind is None or optional != (not info.is_required()) or (optional and info.default is not None):
-        raise TypeError(f"TelemetryEvent.{name}: the decoder's fast path has no exact check for {info.annotation}")
+        raise TypeError(f"{model}.{name}: the decoder's fast path has no exact check for {info.annotation}")
     minimum = maximum = ge = le = None
     for bound in info.metadata:
         if isinstance(bound, annotated_types.MinLen):
@@ -50,17 +54,27 @@ def _fast_path_field(name: str, info: FieldInfo) -> tuple[str, str, bool, int | 
         elif isinstance(bound, annotated_types.Le):
             le = bound.le
         elif kind != "timestamp":  # the timestamp's own metadata (its parsing) is the fast path's format
-            raise TypeError(f"TelemetryEvent.{name}: the decoder's fast path cannot check {bound}")
+            raise TypeError(f"{model}.{name}: the decoder's fast path cannot check {bound}")
     return name, kind, optional, minimum, maximum, ge, le
+
+
+_FAST_PATH_SETTINGS: dict[str, tuple[object, ...]] = {
+    "extra": ("allow",),
+    "frozen": (True, False),
+    "str_strip_whitespace": (False,),
+}
+"""The model settings the fast path builds events under; any other setting (strict, str_to_lower, ...) stops it."""
 
 
 def _fast_decoder(model: type[BaseModel]) -> native.EventDecoder:
     """The compiled decoder for the model's plain records; anything it cannot check is refused here."""
     config, decorators = model.model_config, model.__pydantic_decorators__
     validators = (decorators.validators, decorators.field_validators, decorators.model_validators)
-    if config.get("extra") != "allow" or config.get("str_strip_whitespace") or any(validators):
+    settings_apply = all(value in _FAST_PATH_SETTINGS.get(key, ()) for key, value in config.items())
+    hooks = model.__private_attributes__ or model.__pydantic_post_init__ is not None or any(validators)
+    if config.get("extra") != "allow" or not settings_apply or hooks:
         raise TypeError(f"{model.__name__}: the decoder's fast path does not apply the model's settings")
-    fields = [_fast_path_field(name, info) for name, info in model.model_fields.items()]
+    fields = [_fast_path_field(model.__name__, name, info) for name, info in model.model_fields.items()]
     return native.EventDecoder(model, fields, "ts_ms")
 
 

@@ -196,6 +196,14 @@ def test_a_model_the_fast_path_could_not_check_exactly_is_refused_at_import() ->
         def shout(cls, value: str) -> str:
             return value.upper()
 
-    for model in (Patterned, Validated):
+    class Aliased(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        event_id: str = Field(alias="id")
+
+    class Lowered(BaseModel):
+        model_config = ConfigDict(extra="allow", str_to_lower=True)
+        event_id: str
+
+    for model in (Patterned, Validated, Aliased, Lowered):
         with pytest.raises(TypeError, match="fast path"):
             _fast_decoder(model)

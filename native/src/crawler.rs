@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::state::{touch, SubjectStore};
+use crate::state::{touch_as, SubjectStore};
 
 /// A call's flags: it made something (POST, PUT, PATCH), and it got a 404.
 const GENERATING: u8 = 1;
@@ -345,9 +345,7 @@ impl CrawlerWindow {
         automation: bool,
         number: Option<i64>,
     ) -> PyResult<Option<Bound<'py, KeyActivity>>> {
-        let window = touch(keys, key_subject, now_ms)?
-            .into_bound(keys.py())
-            .cast_into::<KeyActivity>()?;
+        let window = touch_as::<KeyActivity>(keys, key_subject, now_ms)?;
         let mut activity = window.borrow_mut();
         if now_ms > activity.last_seen_ms {
             activity.last_seen_ms = now_ms;

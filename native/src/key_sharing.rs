@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::sketches::SlidingSketch;
-use crate::state::{touch, SubjectStore};
+use crate::state::{touch_as, SubjectStore};
 
 /// Distinct item tuples remembered per pane: a key's user, or an account's keys, mostly alternate among a few.
 const RECENT_ITEMS: usize = 3;
@@ -173,12 +173,8 @@ impl SharingWindow {
         now_ms: i64,
     ) -> PyResult<Option<Outcome<'py>>> {
         let py = keys.py();
-        let key = touch(keys, key_subject, now_ms)?
-            .into_bound(py)
-            .cast_into::<UsageProfile>()?;
-        let account = touch(accounts, account_id, now_ms)?
-            .into_bound(py)
-            .cast_into::<UsageProfile>()?;
+        let key = touch_as::<UsageProfile>(keys, key_subject, now_ms)?;
+        let account = touch_as::<UsageProfile>(accounts, account_id, now_ms)?;
         let country = match here {
             Some(here) => Some(here.get_item(0)?.cast_into::<PyString>()?),
             None => None,

@@ -111,11 +111,7 @@ impl SubjectStore {
             let this = slf.borrow();
             let mut stale = Vec::new();
             for (subject, state) in this.states.values() {
-                let last_seen_ms: i64 = state
-                    .bind(py)
-                    .getattr(intern!(py, "last_seen_ms"))?
-                    .extract()?;
-                if watermark_ms - last_seen_ms > this.idle_ttl_ms {
+                if idle(&this, state.bind(py), watermark_ms)? {
                     stale.push(subject.clone_ref(py));
                 }
             }
@@ -188,6 +184,14 @@ impl SubjectStore {
     }
 }
 
+/// Whether a state was last seen longer than the TTL before `at_ms` (its `last_seen_ms` drives idle expiry).
+fn idle(store: &SubjectStore, state: &Bound<'_, PyAny>, at_ms: i64) -> PyResult<bool> {
+    let last_seen_ms: i64 = state
+        .getattr(intern!(state.py(), "last_seen_ms"))?
+        .extract()?;
+    Ok(at_ms - last_seen_ms > store.idle_ttl_ms)
+}
+
 /// The changelog's hook, when a checkpoint under way has yet to write this subject (no borrow held: it reads
 /// the stores).
 fn before_change(store: &Bound<'_, SubjectStore>, subject: &Bound<'_, PyString>) -> PyResult<()> {
@@ -202,9 +206,19 @@ fn before_change(store: &Bound<'_, SubjectStore>, subject: &Bound<'_, PyString>)
     Ok(())
 }
 
-/// The subject's state, fresh if it is new or idle past the TTL; marks it recently used and dirty (also what
-/// the detectors' compiled steps call).
-pub fn touch(
+/// `touch` for a detector's compiled step, whose store holds states of one compiled class.
+pub fn touch_as<'py, T: pyo3::PyClass>(
+    store: &Bound<'py, SubjectStore>,
+    subject: &Bound<'py, PyString>,
+    now_ms: i64,
+) -> PyResult<Bound<'py, T>> {
+    Ok(touch(store, subject, now_ms)?
+        .into_bound(store.py())
+        .cast_into::<T>()?)
+}
+
+/// The subject's state, fresh if it is new or idle past the TTL; marks it recently used and dirty.
+fn touch(
     slf: &Bound<'_, SubjectStore>,
     subject: &Bound<'_, PyString>,
     now_ms: i64,
@@ -214,13 +228,7 @@ pub fn touch(
     before_change(slf, subject)?;
     let mut this = slf.borrow_mut();
     let live = match this.states.get(key) {
-        Some((_, state)) => {
-            let last_seen_ms: i64 = state
-                .bind(py)
-                .getattr(intern!(py, "last_seen_ms"))?
-                .extract()?;
-            (now_ms - last_seen_ms <= this.idle_ttl_ms).then(|| state.clone_ref(py))
-        }
+        Some((_, state)) => (!idle(&this, state.bind(py), now_ms)?).then(|| state.clone_ref(py)),
         None => None,
     };
     let state = match live {

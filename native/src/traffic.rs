@@ -2,11 +2,12 @@
 //! that counts each event into its account's and its key's, closing buckets into their seasonal models. Scoring
 //! (thresholds, assessments, findings) stays in Python, where it runs only once a bucket passes a floor.
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use crate::seasonal::{LaneLearner, MAX_LANES};
-use crate::state::{touch, SubjectStore};
+use crate::state::{touch_as, SubjectStore};
 
 /// The signals' lanes in a subject's seasonal state: requests, credits, auth and rate-limit errors.
 const SIGNALS: usize = 3;
@@ -109,7 +110,7 @@ impl TrafficWindow {
         min_errors: i64,
     ) -> PyResult<Self> {
         if bucket_ms < 1 || max_gap_buckets < 0 {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            return Err(PyValueError::new_err(format!(
                 "buckets of at least 1 ms and no negative gap, not {bucket_ms} ms and {max_gap_buckets}"
             )));
         }
@@ -139,12 +140,8 @@ impl TrafficWindow {
         error: bool,
     ) -> PyResult<Option<(Bound<'py, TrafficSubject>, Bound<'py, TrafficSubject>)>> {
         let py = accounts.py();
-        let account = touch(accounts, account_id, now_ms)?
-            .into_bound(py)
-            .cast_into::<TrafficSubject>()?;
-        let key = touch(keys, key_subject, now_ms)?
-            .into_bound(py)
-            .cast_into::<TrafficSubject>()?;
+        let account = touch_as::<TrafficSubject>(accounts, account_id, now_ms)?;
+        let key = touch_as::<TrafficSubject>(keys, key_subject, now_ms)?;
         let mut reached = false;
         for subject in [&account, &key] {
             let mut subject = subject.borrow_mut();

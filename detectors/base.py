@@ -29,9 +29,14 @@ class Detector(StateOwner):
     def observe(self, event: TelemetryEvent) -> list[Finding]:
         """Update state with one event and return the findings it completes (usually none)."""
 
-    def prepare(self, events: list[TelemetryEvent]) -> None:
-        """Called once per batch before ``observe``: a detector with a vectorised model scores the
-        whole batch here, so ``observe`` stays per event and the output order never depends on batching."""
+    def observe_batch(self, events: list[TelemetryEvent]) -> list[tuple[int, Finding]]:
+        """``observe`` each event in turn: the findings, each with the index of the event that completed it.
+
+        Detectors keep no state in common, so the pipeline may run each over the whole batch in turn and
+        still hand the policy the findings in the order a per-event loop would (by event, then detector).
+        A detector with a vectorised model scores the whole batch at once here; its findings must be those
+        of ``observe`` on each event, so that the output never depends on batching."""
+        return [(index, finding) for index, event in enumerate(events) for finding in self.observe(event)]
 
     def finding(
         self,
@@ -64,6 +69,32 @@ class Detector(StateOwner):
             window_end=event.ts,
             model_version=self.model_version,
         )
+
+
+class SteppedDetector(Detector):
+    """A detector whose compiled window steps over a batch, coming back to Python only at the events its rules
+    must judge (few): the per-event path makes no Python call."""
+
+    @abstractmethod
+    def step(self, events: list[TelemetryEvent], start: int) -> tuple[Any, ...] | None:
+        """Count ``events[start:]`` in turn up to the first that the rules must judge: ``(index, *state)`` for
+        it, with the state ``judge`` reads; None when the batch is counted."""
+
+    @abstractmethod
+    def judge(self, event: TelemetryEvent, *state: Any) -> list[Finding]:
+        """The rules on an event ``step`` stopped at, which it has already counted."""
+
+    def observe_batch(self, events: list[TelemetryEvent]) -> list[tuple[int, Finding]]:
+        found: list[tuple[int, Finding]] = []
+        start = 0
+        while (stopped := self.step(events, start)) is not None:
+            index, *state = stopped
+            found.extend((index, finding) for finding in self.judge(events[index], *state))
+            start = index + 1
+        return found
+
+    def observe(self, event: TelemetryEvent) -> list[Finding]:
+        return [finding for _, finding in self.observe_batch([event])]
 
 
 def new_store(

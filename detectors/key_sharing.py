@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from detectors.base import Detector, cooling_down, new_store
+from detectors.base import SteppedDetector, cooling_down, new_store
 from detectors.geo import Place, haversine_km, open_geolocator
 from detectors.native import SharingWindow, UsageProfile
 from detectors.networks import subnet_of
@@ -46,7 +46,7 @@ class Site:
     here: Here | None  # country, latitude, longitude
 
 
-class KeySharingDetector(Detector):
+class KeySharingDetector(SteppedDetector):
     """Flags spread (countries, networks+ASNs, devices), concurrent distant use and impossible travel."""
 
     name = "key_sharing"
@@ -79,17 +79,21 @@ class KeySharingDetector(Detector):
         asn = None if place.asn is None else f"AS{place.asn}"
         return Site((subnet_of(ip), asn, place.country), (place.country, place.latitude, place.longitude))
 
-    def observe(self, event: TelemetryEvent) -> list[Finding]:
-        site = self.site(event.ip)
-        now = event.ts_ms
-        items = (event.user_agent, event.device_id, *site.items)
-        keys, accounts = self.keys, self.accounts
-        outcome = self.window.observe(keys, event.key_subject, accounts, event.account_id, items, site.here, now)
-        if outcome is None:
-            return []  # nothing new to either window and no hop: no rule can fire (most events)
-        key, account, key_changed, hop_from, account_changed = outcome
+    def step(self, events: list[TelemetryEvent], start: int) -> tuple[Any, ...] | None:
+        return self.window.step(self.keys, self.accounts, events, start, self.site)
+
+    def judge(
+        self,
+        event: TelemetryEvent,
+        key: UsageProfile,
+        account: UsageProfile,
+        key_changed: bool,
+        hop_from: list[Any] | None,
+        account_changed: bool,
+    ) -> list[Finding]:
+        here = self.site(event.ip).here
         # The hop's rules come first in a finding's evidence, then the spread's.
-        fired = {} if hop_from is None or site.here is None else self._hop(key, hop_from, site.here, now)
+        fired = {} if hop_from is None or here is None else self._hop(key, hop_from, here, event.ts_ms)
         findings = self._assess(key, event, fired, key_changed, SubjectType.API_KEY)
         return findings + self._assess(account, event, {}, account_changed, SubjectType.ACCOUNT)
 

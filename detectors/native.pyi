@@ -6,6 +6,7 @@ from typing import Any, Generic
 
 from detectors.seasonal import SeasonalState
 from detectors.state import S
+from models.telemetry import TelemetryEvent
 
 class LaneLearner:
     """``learn(state, points)``: learn each (ts_ms, one value per lane) into a state of ``len(units)`` lanes."""
@@ -63,23 +64,19 @@ class SharingWindow:
     """The window a ``UsageProfile`` counts in, and the step every event takes through a key's and an account's."""
 
     def __init__(self, precision: int, pane_ms: int, panes: int) -> None: ...
-    def observe(
+    def step(
         self,
         keys: SubjectStore[UsageProfile],
-        key_subject: str,
         accounts: SubjectStore[UsageProfile],
-        account_id: str,
-        items: tuple[str | None, ...],
-        here: tuple[str, float, float | None] | None,
-        now_ms: int,
-    ) -> tuple[UsageProfile, UsageProfile, bool, list[Any] | None, bool] | None:
-        """One event through its key's and its account's profiles (touched in their stores): None when no item is
-        new to either window and the key made no hop, else (key, account, an item new to the key's window, the
-        key's use before a hop to another country as [country, latitude, longitude, ts_ms], an item new to the
-        account's window)."""
-
-def allocated_bytes() -> int:
-    """Bytes the compiled module holds on its own heap (outside Python's allocator, unseen by tracemalloc)."""
+        events: list[TelemetryEvent],
+        start: int,
+        site: Callable[[str], Any],
+    ) -> tuple[int, UsageProfile, UsageProfile, bool, list[Any] | None, bool] | None:
+        """``events[start:]`` through their keys' and accounts' profiles (touched in their stores), each event's
+        items its user agent, device and ``site(ip).items``, its place ``site(ip).here``; up to the first that brings
+        an item new to either window or a hop of the key: (its index, the key, the account, an item new to the
+        key's window, the key's use before a hop to another country as [country, latitude, longitude, ts_ms], an
+        item new to the account's window). None when the batch brought neither."""
 
 class TrafficSubject:
     """One account's or key's open bucket, and its signals' seasonal state (``native/src/traffic.rs``)."""
@@ -105,7 +102,8 @@ class TrafficSubject:
     def load(data: dict[str, Any], model: SeasonalState) -> TrafficSubject: ...
 
 class TrafficWindow:
-    """Buckets, the learner of the subjects' states, and the floors under which a bucket is never scored."""
+    """Buckets, the learner of the subjects' states, the floors under which a bucket is never scored, and what the
+    step needs to know which events scoring could flag."""
 
     def __init__(
         self,
@@ -116,21 +114,24 @@ class TrafficWindow:
         min_events: int,
         min_credits: float,
         min_errors: int,
+        min_error_share: float,
+        error_statuses: list[int],
+        cooldown_ms: int,
     ) -> None: ...
-    def observe(
+    def step(
         self,
         accounts: SubjectStore[TrafficSubject],
-        account_id: str,
         keys: SubjectStore[TrafficSubject],
-        key_subject: str,
-        now_ms: int,
-        credits: float,
-        error: bool,
-    ) -> tuple[TrafficSubject, TrafficSubject] | None:
-        """One event into its account's and its key's open buckets (touched in their stores; passed buckets closed
-        and learned); (account, key) when either has reached a floor, so that scoring could find something."""
+        events: list[TelemetryEvent],
+        start: int,
+    ) -> tuple[int, TrafficSubject, TrafficSubject] | None:
+        """Count ``events[start:]`` into their accounts' and keys' open buckets (touched in their stores; passed
+        buckets closed and learned) up to the first after which scoring could flag its account (not cooling down)
+        or key: ``(index, account, key)``, or None when the batch is counted."""
     def below_floors(self, subject: TrafficSubject) -> bool:
         """Whether the subject's open bucket is under every configured floor."""
+    def may_flag(self, subject: TrafficSubject) -> bool:
+        """Whether scoring could flag the subject's open bucket (its alarm floors worked out once past a floor)."""
 
 class EventDecoder:
     """The validated fast path of ``streams.decode.decode_event`` (``native/src/telemetry.rs``)."""
@@ -172,19 +173,21 @@ class CrawlerWindow:
     def __init__(
         self, *, window_ms: int, max_events: int, max_id_step: int, min_requests: int, evaluate_every: int
     ) -> None: ...
-    def record(
+    def step(
         self,
         keys: SubjectStore[KeyActivity],
-        key_subject: str,
-        now_ms: int,
-        generating: bool,
-        not_found: bool,
-        agent: int,
-        automation: bool,
-        number: int | None,
-    ) -> KeyActivity | None:
-        """Add one call (and its id's number, for a numbered read) to the key's window, touched in its store;
-        returns the window when it is due to be scored."""
+        events: list[TelemetryEvent],
+        start: int,
+        agents: dict[str | None, tuple[int, bool]],
+        describe_agent: Callable[[str | None], tuple[int, bool]],
+        read_number: Callable[[str], int | None],
+    ) -> tuple[int, KeyActivity] | None:
+        """Add ``events[start:]`` to their keys' windows (touched in their stores) up to the first after which its
+        key's window is due to be scored: (its index, the window), or None. A user agent's (digest, automation) is
+        found in ``agents`` or by ``describe_agent``; an id that is not ASCII is read by ``read_number``."""
+
+def ascii_trailing_number(text: str) -> int | None:
+    """The number an ASCII id ends in, as the crawler window's step reads it (``numbered_read``, compiled)."""
 
 class SubjectStore(Generic[S]):
     """An LRU map of subject id → state with idle expiry and dirty tracking (``native/src/state.rs``)."""

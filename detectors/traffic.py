@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from detectors.base import Detector, cooling_down, new_store
+from detectors.base import SteppedDetector, new_store
 from detectors.native import TrafficSubject, TrafficWindow
 from detectors.seasonal import Assessment, Prior, SeasonalModel, SeasonalParams, SeasonalState, lane_learner
 from detectors.state import SubjectStore
@@ -84,7 +84,7 @@ class _Flag:
     ratio: float
 
 
-class TrafficAnomalyDetector(Detector):
+class TrafficAnomalyDetector(SteppedDetector):
     """Flags surges, sustained step changes and error storms per account and per API key."""
 
     name = "traffic_anomaly"
@@ -115,8 +115,10 @@ class TrafficAnomalyDetector(Detector):
             min_events=config.min_bucket_events,
             min_credits=config.min_bucket_credits,
             min_errors=config.min_error_events,
+            min_error_share=config.min_error_share,
+            error_statuses=sorted(set(config.error_statuses)),
+            cooldown_ms=config.cooldown_s * 1000,
         )
-        self.error_statuses = frozenset(config.error_statuses)
         self.accounts: SubjectStore[TrafficSubject] = new_store(_new_subject, _load_subject, state)
         # Keyed "account/key": a key's state stays scoped to its account, like every subject.
         self.keys: SubjectStore[TrafficSubject] = new_store(_new_subject, _load_subject, state)
@@ -140,19 +142,11 @@ class TrafficAnomalyDetector(Detector):
         return subject.errors >= cfg.min_error_events and subject.errors >= cfg.min_error_share * subject.requests
 
     def _may_flag(self, subject: TrafficSubject) -> bool:
-        """Whether ``_strongest_flag`` could find anything, from integer and float comparisons only: the open
-        bucket's counts only grow while the models stand still, so most events need no scoring at all."""
-        if self.window.below_floors(subject):
-            return False
-        cfg = self.config
-        if subject.alarm_floors is None:
+        """Whether ``_strongest_flag`` could find anything (``TrafficWindow.may_flag``), with the open bucket's
+        alarm floors worked out once it is past a configured floor."""
+        if subject.alarm_floors is None and not self.window.below_floors(subject):
             subject.alarm_floors = self._alarm_floors(subject)
-        requests_floor, credits_floor, errors_floor = subject.alarm_floors
-        return (
-            subject.requests >= requests_floor
-            or subject.credits >= credits_floor
-            or (subject.errors >= errors_floor and subject.errors >= cfg.min_error_share * subject.requests)
-        )
+        return self.window.may_flag(subject)
 
     def _alarm_floors(self, subject: TrafficSubject) -> tuple[float, float, float]:
         """Per signal, the larger of its configured floor and the value at which its model could reach
@@ -187,17 +181,14 @@ class TrafficAnomalyDetector(Detector):
                 best = _Flag(signal, observed, assessment, ratio)
         return best
 
-    def observe(self, event: TelemetryEvent) -> list[Finding]:
+    def step(self, events: list[TelemetryEvent], start: int) -> tuple[int, TrafficSubject, TrafficSubject] | None:
+        return self.window.step(self.accounts, self.keys, events, start)
+
+    def judge(self, event: TelemetryEvent, account: TrafficSubject, key: TrafficSubject) -> list[Finding]:
+        # One finding per account and cooldown (the step stops at no account cooling down), about the account
+        # or about one of its keys, whichever shows first: a key's surge is usually its account's too, and one
+        # incident is one finding.
         now = event.ts_ms
-        error, accounts, keys = event.status in self.error_statuses, self.accounts, self.keys
-        reached = self.window.observe(accounts, event.account_id, keys, event.key_subject, now, event.credits, error)
-        if reached is None:
-            return []  # the common case: under every floor, there is nothing to score
-        # One finding per account and cooldown, about the account or about one of its keys, whichever
-        # shows first: a key's surge is usually its account's too, and one incident is one finding.
-        account, key = reached
-        if cooling_down(account.last_flag_ms, now, self.config.cooldown_s):
-            return []
         flag = self._strongest_flag(account) if self._may_flag(account) else None
         if flag is not None:
             account.last_flag_ms = now

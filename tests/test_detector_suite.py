@@ -26,11 +26,7 @@ def build(name: str, state: StateConfig | None = None) -> Detector:
 
 
 def run(detector: Detector, events: list[TelemetryEvent]) -> list[Finding]:
-    findings: list[Finding] = []
-    detector.prepare(events)
-    for event in events:
-        findings.extend(detector.observe(event))
-    return findings
+    return [finding for _, finding in detector.observe_batch(events)]
 
 
 @pytest.fixture(params=sorted(REGISTRY))
@@ -118,3 +114,15 @@ def test_idle_subjects_expire_on_event_time(name: str, make_event: EventFactory)
     assert detector.subject_count() >= 1
     assert detector.expire(watermark_ms=int(make_event(10_000).ts.timestamp() * 1000)) >= 1
     assert detector.subject_count() == 0
+
+
+def test_batches_find_what_one_event_at_a_time_finds(name: str, small_events: list[TelemetryEvent]) -> None:
+    """The compiled steps over a batch stop at every event the rules must judge, and at no state the rules would
+    not have seen one event at a time: the same findings, at the same events, and the same state after."""
+    one_at_a_time, batched = build(name), build(name)
+    expected = [(index, f) for index, event in enumerate(small_events) for f in one_at_a_time.observe(event)]
+    found = []
+    for start in range(0, len(small_events), 97):
+        found += [(start + index, f) for index, f in batched.observe_batch(small_events[start : start + 97])]
+    assert expected and found == expected
+    assert batched.snapshot() == one_at_a_time.snapshot()

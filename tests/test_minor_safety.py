@@ -193,11 +193,14 @@ def test_near_hits_survive_snapshot_and_restore(make_event: EventFactory) -> Non
     assert [f.severity for f in second.observe(make_event(180, prompt="sexy teen pics"))] == [Severity.HIGH]
 
 
-def test_batch_scoring_in_prepare_matches_one_at_a_time(make_event: EventFactory) -> None:
-    events = [make_event(i, prompt=p, account_id=f"a{i}") for i, p in enumerate([*OBFUSCATED_HITS, *BENIGN])]
+def test_batch_scoring_matches_one_at_a_time(make_event: EventFactory) -> None:
+    prompts = [*OBFUSCATED_HITS, None, *BENIGN, "sexy teen pics", "", "sexy teen pics", "sexy teen pics"]
+    accounts = ["repeats" if prompt == "sexy teen pics" else f"a{i}" for i, prompt in enumerate(prompts)]
+    events = [make_event(i, prompt=p, account_id=a) for i, (p, a) in enumerate(zip(prompts, accounts, strict=True))]
     batched, single = MinorSafetyDetector(CONFIG, STATE), MinorSafetyDetector(CONFIG, STATE)
-    batched.prepare(events)
-    assert [batched.observe(e) for e in events] == [single.observe(e) for e in events]
+    one_at_a_time = [(index, f) for index, event in enumerate(events) for f in single.observe(event)]
+    assert len(one_at_a_time) > len(OBFUSCATED_HITS)  # the clear hits and an escalation
+    assert batched.observe_batch(events) == one_at_a_time
 
 
 def test_no_finding_or_action_ever_contains_the_prompt(

@@ -9,11 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from detectors.registry import build_detectors
 from enforcement.backtest import compare, format_backtest
+from enforcement.policy import EnforcementPolicy
 from models.action import ActionKind, ActionMode, ActionReversal, EnforcementAction
 from models.config import WardenConfig
+from models.telemetry import TelemetryEvent
 from streams.cli import main, read_jsonl_models, replay_file
 from streams.files import JsonlFileSink, JsonlFileSource
+from streams.pipeline import PartitionProcessor
 from streams.records import Channel
 from streams.reload import reload_config
 from streams.runner import Runner
@@ -126,3 +130,21 @@ def test_hot_reload_keeps_policy_state_and_stamps_the_new_version(surges: Path, 
     assert later.actions and {a.policy_version for a in actions[len(first.actions):]} == {"v2"}
     # The second burst climbs the ladder: the offence remembered from before the reload counts.
     assert "1 earlier offence" in actions[-1].reasons[0].rule and actions[-1].mode is ActionMode.ENFORCE
+
+
+def test_the_policy_decides_in_the_order_of_one_event_at_a_time(small_events: list[TelemetryEvent]) -> None:
+    """Each detector steps over the whole batch; the policy still sees the findings by event, then detector."""
+    config = WardenConfig()
+    findings, actions = PartitionProcessor(0, config, changelog=False).process(small_events)
+    detectors, policy = build_detectors(config), EnforcementPolicy(config)
+    expected_findings, expected_actions = [], []
+    for event in small_events:
+        for detector in detectors:
+            for finding in detector.observe(event):
+                expected_findings.append(finding)
+                action = policy.decide(finding, event)
+                if action is not None:
+                    expected_actions.append(action)
+    assert len({finding.detector for finding in findings}) == len(detectors)  # every detector found something
+    assert findings == expected_findings
+    assert actions == expected_actions and actions

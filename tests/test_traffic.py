@@ -360,15 +360,18 @@ def test_a_seasonal_state_refuses_numbers_that_do_not_fit_its_lanes() -> None:
         SeasonalState.load({**good, "values": base64.b64encode(bytes(4 * (_LANES + LANE_SIZE) + 2)).decode()})
 
 
-def test_the_traffic_window_refuses_buckets_it_cannot_count() -> None:
+def test_the_traffic_window_refuses_buckets_it_cannot_count(make_event: EventFactory) -> None:
     learner = lane_learner(SeasonalParams(), (1.0, 1.0, 1.0))
-    floors = {"min_events": 20, "min_credits": 200.0, "min_errors": 15}
+    settings = {
+        "min_events": 20, "min_credits": 200.0, "min_errors": 15, "min_error_share": 0.5,
+        "error_statuses": [401, 403, 429], "cooldown_ms": 3_600_000,
+    }
     with pytest.raises(ValueError, match="buckets of at least 1 ms"):
-        TrafficWindow(bucket_ms=0, max_gap_buckets=120, learner=learner, **floors)
-    window = TrafficWindow(bucket_ms=60_000, max_gap_buckets=120, learner=learner, **floors)
+        TrafficWindow(bucket_ms=0, max_gap_buckets=120, learner=learner, **settings)
+    window = TrafficWindow(bucket_ms=60_000, max_gap_buckets=120, learner=learner, **settings)
     accounts = SubjectStore(lambda now: TrafficSubject(now, SeasonalState(lanes=3)), dict, 10, 10**9)
     keys = SubjectStore(lambda now: TrafficSubject(now, SeasonalState(lanes=2)), dict, 10, 10**9)
     # The first bucket: nothing to learn yet.
-    assert window.observe(accounts, "acct-1", keys, "acct-1/key-1", 1_000, 1.0, False) is None
+    assert window.step(accounts, keys, [make_event(1, credits=1)], 0) is None
     with pytest.raises(ValueError, match="a learner of 3 lanes for a 2-lane state"):
-        window.observe(accounts, "acct-1", keys, "acct-1/key-1", 61_000, 1.0, False)  # closing it learns each
+        window.step(accounts, keys, [make_event(61, credits=1)], 0)  # closing it learns each

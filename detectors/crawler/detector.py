@@ -19,7 +19,7 @@ from typing import Any
 
 import crawleruseragents
 
-from detectors.base import Detector, cooling_down, new_store
+from detectors.base import SteppedDetector, cooling_down, new_store
 from detectors.native import CrawlerWindow, KeyActivity
 from detectors.state import SubjectStore
 from models.config import CrawlerConfig, StateConfig
@@ -28,8 +28,6 @@ from models.telemetry import TelemetryEvent
 
 # A number ending an id after a separator (``vid_1041``, ``1041``); opaque tokens never match.
 _TRAILING_NUMBER = re.compile(r"(?:^|[^A-Za-z0-9])(\d+)$")
-# Calls that make something; a key that never makes anything and only reads is a scraper's shape.
-_GENERATING_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _LIBRARY_TAG = "http-library"
 # Distinct user agents a detector remembers the digest and class of; a busy stream shows a few dozen.
 _AGENT_CACHE_SIZE = 4096
@@ -64,6 +62,15 @@ def _agent_digest(user_agent: str | None) -> int:
 
 _NUMBERED_ID_LIMIT = 1 << 63
 """Ids numbered past 64-bit integers are no sequence of ours (and would not fit a state record): opaque tokens."""
+
+
+def numbered_read(resource_id: str) -> int | None:
+    """The number a read id ends in, if any. The crawler window's step reads ASCII ids itself (the same reading,
+    compiled: ``native.ascii_trailing_number``) and asks this for the others, whose digits may be any script's."""
+    match = _TRAILING_NUMBER.search(resource_id)
+    if match and (value := int(match.group(1))) < _NUMBERED_ID_LIMIT:
+        return value
+    return None
 
 
 def content_features(activity: KeyActivity, config: CrawlerConfig) -> dict[str, float]:
@@ -150,7 +157,7 @@ def rule_signals(features: dict[str, float], config: CrawlerConfig) -> dict[str,
     return fired
 
 
-class CrawlerDetector(Detector):
+class CrawlerDetector(SteppedDetector):
     """Scores each API key's recent window on weighted signals; flags when the sum reaches ``flag_score``."""
 
     name = "crawler"
@@ -174,33 +181,25 @@ class CrawlerDetector(Detector):
         return {"keys": self.keys}
 
     def _agent(self, user_agent: str | None) -> tuple[int, bool]:
-        """The digest of a user agent and whether it is automation, worked out once per distinct agent."""
-        known = self._agents.get(user_agent)
-        if known is None:
-            if len(self._agents) >= _AGENT_CACHE_SIZE:
-                self._agents.clear()
-            automation = bool(user_agent) and agent_class(user_agent or "", self._automation_words) == "automation"
-            known = self._agents[user_agent] = (_agent_digest(user_agent), automation)
+        """The digest of a user agent and whether it is automation, worked out once per distinct agent (the
+        window's step finds the agents it has seen in ``_agents``)."""
+        if len(self._agents) >= _AGENT_CACHE_SIZE:
+            self._agents.clear()
+        automation = bool(user_agent) and agent_class(user_agent or "", self._automation_words) == "automation"
+        known = self._agents[user_agent] = (_agent_digest(user_agent), automation)
         return known
+
+    def step(self, events: list[TelemetryEvent], start: int) -> tuple[int, KeyActivity] | None:
+        return self.window.step(self.keys, events, start, self._agents, self._agent, numbered_read)
 
     def record(self, event: TelemetryEvent) -> KeyActivity | None:
         """Add the event to its key's window; returns the window when it is due to be scored."""
-        agent, automation = self._agent(event.user_agent)
-        method = event.method.upper()
-        number = None
-        if event.resource_id and method == "GET":
-            match = _TRAILING_NUMBER.search(event.resource_id)
-            if match and (value := int(match.group(1))) < _NUMBERED_ID_LIMIT:
-                number = value
-        generating, not_found = method in _GENERATING_METHODS, event.status == 404
-        return self.window.record(
-            self.keys, event.key_subject, event.ts_ms, generating, not_found, agent, automation, number
-        )
+        stopped = self.step([event], 0)
+        return None if stopped is None else stopped[1]
 
-    def observe(self, event: TelemetryEvent) -> list[Finding]:
+    def judge(self, event: TelemetryEvent, activity: KeyActivity) -> list[Finding]:
         cfg = self.config
-        activity = self.record(event)
-        if activity is None or cooling_down(activity.last_flag_ms, event.ts_ms, cfg.cooldown_s):
+        if cooling_down(activity.last_flag_ms, event.ts_ms, cfg.cooldown_s):
             return []
         content = content_features(activity, cfg)
         best_case = sum(cfg.signal_weights.get(signal, 0.0) for signal in rule_signals({**content, **_NO_TIMING}, cfg))

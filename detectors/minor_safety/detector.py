@@ -79,23 +79,25 @@ class MinorSafetyDetector(Detector):
         self.scorer = shared_scorer(config)
         # Only accounts with near-threshold prompts hold state: benign traffic costs no memory here.
         self.accounts: SubjectStore[AccountNearHits] = new_store(AccountNearHits, AccountNearHits.load, state)
-        # Scores of the current batch by event id, filled by ``prepare`` and consumed by ``observe``.
-        self._scored: dict[str, PromptScore] = {}
 
     def stores(self) -> dict[str, SubjectStore[Any]]:
         return {"accounts": self.accounts}
 
-    def prepare(self, events: list[TelemetryEvent]) -> None:
-        """Score every prompt of the batch in one vectorised model call."""
-        prompted = [event for event in events if event.prompt]
-        scores = self.scorer.score_batch([event.prompt for event in prompted if event.prompt])
-        self._scored = {event.event_id: score for event, score in zip(prompted, scores, strict=True)}
+    def observe_batch(self, events: list[TelemetryEvent]) -> list[tuple[int, Finding]]:
+        """Every prompt of the batch scored in one vectorised model call, then judged in turn."""
+        prompted = [(index, event, prompt) for index, event in enumerate(events) if (prompt := event.prompt)]
+        scores = self.scorer.score_batch([prompt for _, _, prompt in prompted])
+        return [
+            (index, finding)
+            for (index, event, _), score in zip(prompted, scores, strict=True)
+            for finding in self._judge(event, score)
+        ]
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:
-        if not event.prompt:
-            return []
+        return [] if not event.prompt else self._judge(event, self.scorer.score(event.prompt))
+
+    def _judge(self, event: TelemetryEvent, result: PromptScore) -> list[Finding]:
         cfg = self.config
-        result = self._scored.pop(event.event_id, None) or self.scorer.score(event.prompt)
         if result.score >= cfg.hit_threshold:
             return [self._finding(event, result, Severity.CRITICAL, "A prompt sexualises or targets a minor", [])]
         if result.score < cfg.near_threshold:

@@ -4,9 +4,11 @@
 
 use indexmap::IndexMap;
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyList, PyString};
 
+use crate::events::EventFields;
 use crate::state::{touch_as, SubjectStore};
 
 /// A call's flags: it made something (POST, PUT, PATCH), and it got a 404.
@@ -329,39 +331,167 @@ impl CrawlerWindow {
         })
     }
 
-    /// ``record(keys, key_subject, now_ms, generating, not_found, agent, automation, number)``: add one call (and
-    /// its id's number, for a numbered read) to the key's window, touched in its store. `agent` is the user
-    /// agent's digest as an integer. Returns the window when it is due to be scored (and starts counting again),
-    /// else None.
-    #[allow(clippy::too_many_arguments)]
+    /// ``step(keys, events, start, agents, describe_agent, read_number)``: adds `events[start:]` in turn to
+    /// their keys' windows, each touched in its store, up to the first after which its key's window is due to be
+    /// scored (it then starts counting again). Returns `(index, window)` for it, or None when none was due.
+    ///
+    /// A call's user agent is known by its digest (an integer) and whether it is automation, found in `agents`
+    /// or else by `describe_agent(user_agent)`. A GET of an id ending in a number is a numbered read: the number
+    /// is read here for an ASCII id (`ascii_trailing_number`), else by `read_number(resource_id)`.
+    fn step<'py>(
+        &self,
+        keys: &Bound<'py, SubjectStore>,
+        events: &Bound<'py, PyList>,
+        start: usize,
+        agents: &Bound<'py, PyDict>,
+        describe_agent: &Bound<'py, PyAny>,
+        read_number: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<(usize, Bound<'py, KeyActivity>)>> {
+        let py = events.py();
+        for index in start..events.len() {
+            let event = EventFields::at(events, index)?;
+            let now_ms: i64 = event.get(intern!(py, "ts_ms"))?.extract()?;
+            let user_agent = event.get(intern!(py, "user_agent"))?;
+            let (agent, automation): (u64, bool) = match agents.get_item(&user_agent)? {
+                Some(known) => known.extract()?,
+                None => describe_agent.call1((user_agent,))?.extract()?,
+            };
+            let method = Method::of(&event.string(intern!(py, "method"))?)?;
+            let number = match method {
+                Method::Get => {
+                    let resource_id = event.get(intern!(py, "resource_id"))?;
+                    numbered_read(&resource_id, read_number)?
+                }
+                _ => None,
+            };
+            let status: i64 = event.get(intern!(py, "status"))?.extract()?;
+            let call = Call {
+                now_ms,
+                generating: method == Method::Generating,
+                not_found: status == 404,
+                agent,
+                automation,
+                number,
+            };
+            let key_subject = event.string(intern!(py, "key_subject"))?;
+            if let Some(window) = self.record(keys, &key_subject, &call)? {
+                return Ok(Some((index, window)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What a call's method says: it makes something (POST, PUT, PATCH), it reads (GET), or neither.
+#[derive(PartialEq)]
+enum Method {
+    Generating,
+    Get,
+    Other,
+}
+
+impl Method {
+    /// By the method's upper case, as `str.upper` makes it (Python's, for a method that is not ASCII).
+    fn of(method: &Bound<'_, PyString>) -> PyResult<Self> {
+        let text = method.to_str()?;
+        let upper = if text.is_ascii() {
+            text.to_ascii_uppercase()
+        } else {
+            method
+                .call_method0(intern!(method.py(), "upper"))?
+                .extract::<String>()?
+        };
+        Ok(match upper.as_str() {
+            "POST" | "PUT" | "PATCH" => Self::Generating,
+            "GET" => Self::Get,
+            _ => Self::Other,
+        })
+    }
+}
+
+/// One call as a key's window keeps it.
+struct Call {
+    now_ms: i64,
+    generating: bool,
+    not_found: bool,
+    agent: u64,
+    automation: bool,
+    number: Option<i64>,
+}
+
+/// The number a read id ends in (None for no id, an empty one, or one without such a number).
+fn numbered_read(
+    resource_id: &Bound<'_, PyAny>,
+    read_number: &Bound<'_, PyAny>,
+) -> PyResult<Option<i64>> {
+    if resource_id.is_none() {
+        return Ok(None);
+    }
+    let text = resource_id.cast::<PyString>()?.to_str()?;
+    if text.is_ascii() {
+        return Ok(trailing_number(text));
+    }
+    read_number.call1((resource_id,))?.extract()
+}
+
+/// The number an ASCII id ends in, as `detectors.crawler.detector.numbered_read` reads it: the digits that end
+/// it (or end it but for one final newline, where a regular expression's `$` also matches), after its start or a
+/// character that is neither a letter nor a digit, as a number under 2**63 (past that, an opaque token).
+fn trailing_number(text: &str) -> Option<i64> {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let digits_from = body.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits_from == body.len()
+        || body[..digits_from].ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    body[digits_from..]
+        .bytes()
+        .try_fold(0_i64, |number, digit| {
+            number.checked_mul(10)?.checked_add(i64::from(digit - b'0'))
+        })
+}
+
+/// ``ascii_trailing_number(text)``: the number an ASCII id ends in, as the crawler's step reads it (for the test
+/// that holds it against the regular expression).
+#[pyfunction]
+pub fn ascii_trailing_number(text: &str) -> PyResult<Option<i64>> {
+    if !text.is_ascii() {
+        return Err(PyValueError::new_err(
+            "an id that is not ASCII is read by Python",
+        ));
+    }
+    Ok(trailing_number(text))
+}
+
+impl CrawlerWindow {
+    /// Adds one call (and its id's number, for a numbered read) to the key's window, touched in its store;
+    /// returns the window when it is due to be scored (and starts counting again).
     fn record<'py>(
         &self,
         keys: &Bound<'py, SubjectStore>,
         key_subject: &Bound<'py, PyString>,
-        now_ms: i64,
-        generating: bool,
-        not_found: bool,
-        agent: u64,
-        automation: bool,
-        number: Option<i64>,
+        call: &Call,
     ) -> PyResult<Option<Bound<'py, KeyActivity>>> {
+        let now_ms = call.now_ms;
         let window = touch_as::<KeyActivity>(keys, key_subject, now_ms)?;
         let mut activity = window.borrow_mut();
         if now_ms > activity.last_seen_ms {
             activity.last_seen_ms = now_ms;
         }
-        if automation {
+        if call.automation {
             activity.automation_agent = true;
         }
-        let flags = if generating { GENERATING } else { 0 } | if not_found { NOT_FOUND } else { 0 };
+        let flags = if call.generating { GENERATING } else { 0 }
+            | if call.not_found { NOT_FOUND } else { 0 };
         activity.add_call(
             now_ms,
             flags,
-            agent,
+            call.agent,
             now_ms - self.window_ms,
             self.max_events,
         );
-        if let Some(number) = number {
+        if let Some(number) = call.number {
             activity.add_numbered_read(number, self.max_id_step, self.max_events);
         }
         activity.events_since_score += 1;

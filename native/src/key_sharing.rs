@@ -3,9 +3,11 @@
 //! (thresholds, evidence, findings) stay in Python, where they run only when something changed.
 
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
+use crate::events::EventFields;
 use crate::sketches::SlidingSketch;
 use crate::state::{touch_as, SubjectStore};
 
@@ -151,30 +153,110 @@ impl SharingWindow {
         })
     }
 
-    /// ``observe(keys, key_subject, accounts, account_id, items, here, now_ms)``: one event through its key's and
-    /// its account's profiles, each touched in its store.
+    /// ``step(keys, accounts, events, start, site)``: `events[start:]` in turn through their keys' and accounts'
+    /// profiles, each touched in its store, up to the first event after which a rule could fire. Returns
+    /// `(index, key, account, key_changed, hop_from, account_changed)` for it: the profiles, whether an item is
+    /// new to each window, and the key's use before a hop to another country, `[country, latitude, longitude,
+    /// ts_ms]`; or None when no event of the batch brought an item new to either window or a hop (most).
     ///
-    /// Counts `items` (one str or None per kind; None and "" are not counted) into both. `here` is
-    /// `(country, latitude, longitude)` of a located use, or None: a use at a profile's last place moves only its
-    /// time; elsewhere it becomes the last place. Returns None when no item is new to either window and the key
-    /// made no hop (most events), else `(key, account, key_changed, hop_from, account_changed)`: the profiles,
-    /// whether an item is new to each window, and the key's use before a hop to another country,
-    /// `[country, latitude, longitude, ts_ms]`. An account makes no hops: its several keys may legitimately run
-    /// in several places.
-    #[allow(clippy::too_many_arguments)]
-    fn observe<'py>(
+    /// `site(ip)` gives what an address contributes (`detectors.key_sharing.Site`): its items, `(network, asn,
+    /// country)` (None where unknown), and `here`, `(country, latitude, longitude)` of a located use, or None. An
+    /// event's items are its user agent, its device and those three; None and "" are not counted. A use at a
+    /// profile's last place moves only its time; elsewhere it becomes the last place. An account makes no hops:
+    /// its several keys may legitimately run in several places.
+    fn step<'py>(
         &self,
         keys: &Bound<'py, SubjectStore>,
-        key_subject: &Bound<'py, PyString>,
         accounts: &Bound<'py, SubjectStore>,
-        account_id: &Bound<'py, PyString>,
+        events: &Bound<'py, PyList>,
+        start: usize,
+        site: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Stopped<'py>>> {
+        let py = events.py();
+        for index in start..events.len() {
+            let event = EventFields::at(events, index)?;
+            let now_ms: i64 = event.get(intern!(py, "ts_ms"))?.extract()?;
+            let located = site.call1((event.get(intern!(py, "ip"))?,))?;
+            let place_items = located
+                .getattr(intern!(py, "items"))?
+                .cast_into::<PyTuple>()?;
+            let items = PyTuple::new(
+                py,
+                [
+                    event.get(intern!(py, "user_agent"))?,
+                    event.get(intern!(py, "device_id"))?,
+                    place_items.get_item(0)?,
+                    place_items.get_item(1)?,
+                    place_items.get_item(2)?,
+                ],
+            )?;
+            let here = located.getattr(intern!(py, "here"))?;
+            let here = (!here.is_none())
+                .then(|| here.cast_into::<PyTuple>())
+                .transpose()?;
+            let key =
+                touch_as::<UsageProfile>(keys, &event.string(intern!(py, "key_subject"))?, now_ms)?;
+            let account = touch_as::<UsageProfile>(
+                accounts,
+                &event.string(intern!(py, "account_id"))?,
+                now_ms,
+            )?;
+            if let Some((key, account, key_changed, hop_from, account_changed)) =
+                self.observe(key, account, &items, here.as_ref(), now_ms)?
+            {
+                return Ok(Some((
+                    index,
+                    key,
+                    account,
+                    key_changed,
+                    hop_from,
+                    account_changed,
+                )));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What an event changed: the key's and the account's profiles, whether an item is new to the key's window, the
+/// key's use before a hop to another country, and whether an item is new to the account's window.
+type Outcome<'py> = (
+    Bound<'py, UsageProfile>,
+    Bound<'py, UsageProfile>,
+    bool,
+    Option<Bound<'py, PyList>>,
+    bool,
+);
+
+/// Where the step stopped: the event's index in the batch, and what it changed.
+type Stopped<'py> = (
+    usize,
+    Bound<'py, UsageProfile>,
+    Bound<'py, UsageProfile>,
+    bool,
+    Option<Bound<'py, PyList>>,
+    bool,
+);
+
+/// Where an event's address is, borrowed from the caller's tuple for the event.
+struct Place<'a> {
+    country: &'a str,
+    latitude: f64,
+    longitude: Option<f64>,
+}
+
+impl SharingWindow {
+    /// One event through its key's and its account's profiles: None when no item is new to either window and the
+    /// key made no hop.
+    fn observe<'py>(
+        &self,
+        key: Bound<'py, UsageProfile>,
+        account: Bound<'py, UsageProfile>,
         items: &Bound<'py, PyTuple>,
         here: Option<&Bound<'py, PyTuple>>,
         now_ms: i64,
     ) -> PyResult<Option<Outcome<'py>>> {
-        let py = keys.py();
-        let key = touch_as::<UsageProfile>(keys, key_subject, now_ms)?;
-        let account = touch_as::<UsageProfile>(accounts, account_id, now_ms)?;
+        let py = key.py();
         let country = match here {
             Some(here) => Some(here.get_item(0)?.cast_into::<PyString>()?),
             None => None,
@@ -187,7 +269,7 @@ impl SharingWindow {
             }),
             _ => None,
         };
-        let (key_changed, hop_from) = self.step(
+        let (key_changed, hop_from) = self.step_profile(
             py,
             &mut key.borrow_mut(),
             items,
@@ -195,7 +277,7 @@ impl SharingWindow {
             now_ms,
             true,
         )?;
-        let (account_changed, _) = self.step(
+        let (account_changed, _) = self.step_profile(
             py,
             &mut account.borrow_mut(),
             items,
@@ -212,29 +294,10 @@ impl SharingWindow {
         };
         Ok(Some((key, account, key_changed, hop_from, account_changed)))
     }
-}
 
-/// What an event changed: the key's and the account's profiles, whether an item is new to the key's window, the
-/// key's use before a hop to another country, and whether an item is new to the account's window.
-type Outcome<'py> = (
-    Bound<'py, UsageProfile>,
-    Bound<'py, UsageProfile>,
-    bool,
-    Option<Bound<'py, PyList>>,
-    bool,
-);
-
-/// Where an event's address is, borrowed from the caller's tuple for the event.
-struct Place<'a> {
-    country: &'a str,
-    latitude: f64,
-    longitude: Option<f64>,
-}
-
-impl SharingWindow {
     /// One profile's step: returns whether an item is new to its window and, when `hops` is set, the use before
     /// a hop to another country.
-    fn step(
+    fn step_profile(
         &self,
         py: Python<'_>,
         profile: &mut UsageProfile,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use pyo3::prelude::*;
 
 mod crawler;
+mod events;
 mod key_sharing;
 mod seasonal;
 mod sketches;
@@ -74,6 +75,7 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<state::SubjectStore>()?;
     module.add_class::<crawler::KeyActivity>()?;
     module.add_class::<crawler::CrawlerWindow>()?;
+    module.add_function(wrap_pyfunction!(crawler::ascii_trailing_number, module)?)?;
     module.add_function(wrap_pyfunction!(allocated_bytes, module)?)?;
     Ok(())
 }

@@ -3,9 +3,11 @@
 //! (thresholds, assessments, findings) stays in Python, where it runs only once a bucket passes a floor.
 
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyList};
 
+use crate::events::EventFields;
 use crate::seasonal::{LaneLearner, MAX_LANES};
 use crate::state::{touch_as, SubjectStore};
 
@@ -85,8 +87,9 @@ impl TrafficSubject {
     }
 }
 
-/// Buckets of `bucket_ms`, the learner of the subjects' states, and the configured floors under which a bucket
-/// is never scored.
+/// Buckets of `bucket_ms`, the learner of the subjects' states, the configured floors under which a bucket
+/// is never scored, and what the step needs to know which events scoring could flag: the statuses that count
+/// as errors, the cooldown after a flag, and the least share of errors in an error storm.
 #[pyclass(frozen, module = "detectors.native")]
 pub struct TrafficWindow {
     bucket_ms: i64,
@@ -95,12 +98,19 @@ pub struct TrafficWindow {
     min_events: i64,
     min_credits: f64,
     min_errors: i64,
+    min_error_share: f64,
+    error_statuses: Vec<i64>,
+    cooldown_ms: i64,
 }
 
 #[pymethods]
 impl TrafficWindow {
     #[new]
-    #[pyo3(signature = (*, bucket_ms, max_gap_buckets, learner, min_events, min_credits, min_errors))]
+    #[pyo3(signature = (
+        *, bucket_ms, max_gap_buckets, learner, min_events, min_credits, min_errors, min_error_share,
+        error_statuses, cooldown_ms
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         bucket_ms: i64,
         max_gap_buckets: i64,
@@ -108,6 +118,9 @@ impl TrafficWindow {
         min_events: i64,
         min_credits: f64,
         min_errors: i64,
+        min_error_share: f64,
+        error_statuses: Vec<i64>,
+        cooldown_ms: i64,
     ) -> PyResult<Self> {
         if bucket_ms < 1 || max_gap_buckets < 0 {
             return Err(PyValueError::new_err(format!(
@@ -121,44 +134,63 @@ impl TrafficWindow {
             min_events,
             min_credits,
             min_errors,
+            min_error_share,
+            error_statuses,
+            cooldown_ms,
         })
     }
 
-    /// ``observe(accounts, account_id, keys, key_subject, now_ms, credits, error)``: one event into its account's
-    /// and its key's open buckets, each touched in its store (a bucket the event's time has passed is closed
-    /// first, and learned). Returns `(account, key)` when either open bucket has reached a floor, so that
-    /// scoring could find something, else None (most events).
-    #[allow(clippy::too_many_arguments)]
-    fn observe<'py>(
+    /// ``step(accounts, keys, events, start)``: counts `events[start:]` in turn into their accounts' and keys'
+    /// open buckets, each touched in its store (a bucket the event's time has passed is closed first, and
+    /// learned), up to the first event after which scoring could flag its account or key: its account is not
+    /// cooling down, and a subject's open bucket has reached a configured floor and either its alarm floors
+    /// (`may_flag`) or alarm floors not yet worked out for this bucket. Returns `(index, account, key)` for that
+    /// event, or None when the batch is counted (most events need no scoring).
+    fn step<'py>(
         &self,
         accounts: &Bound<'py, SubjectStore>,
-        account_id: &Bound<'py, PyString>,
         keys: &Bound<'py, SubjectStore>,
-        key_subject: &Bound<'py, PyString>,
-        now_ms: i64,
-        credits: f64,
-        error: bool,
-    ) -> PyResult<Option<(Bound<'py, TrafficSubject>, Bound<'py, TrafficSubject>)>> {
-        let py = accounts.py();
-        let account = touch_as::<TrafficSubject>(accounts, account_id, now_ms)?;
-        let key = touch_as::<TrafficSubject>(keys, key_subject, now_ms)?;
-        let mut reached = false;
-        for subject in [&account, &key] {
-            let mut subject = subject.borrow_mut();
-            if now_ms > subject.last_seen_ms {
-                subject.last_seen_ms = now_ms;
+        events: &Bound<'py, PyList>,
+        start: usize,
+    ) -> PyResult<
+        Option<(
+            usize,
+            Bound<'py, TrafficSubject>,
+            Bound<'py, TrafficSubject>,
+        )>,
+    > {
+        let py = events.py();
+        for index in start..events.len() {
+            let event = EventFields::at(events, index)?;
+            let now_ms: i64 = event.get(intern!(py, "ts_ms"))?.extract()?;
+            let status: i64 = event.get(intern!(py, "status"))?.extract()?;
+            let account = touch_as::<TrafficSubject>(
+                accounts,
+                &event.string(intern!(py, "account_id"))?,
+                now_ms,
+            )?;
+            let key = touch_as::<TrafficSubject>(
+                keys,
+                &event.string(intern!(py, "key_subject"))?,
+                now_ms,
+            )?;
+            let credits: f64 = event.get(intern!(py, "credits"))?.extract()?;
+            let error = self.error_statuses.contains(&status);
+            let mut scorable = false;
+            for subject in [&account, &key] {
+                let mut subject = subject.borrow_mut();
+                self.count(py, &mut subject, now_ms, credits, error)?;
+                scorable |= self.might_flag(&subject);
             }
-            let bucket = now_ms.div_euclid(self.bucket_ms);
-            if bucket > subject.bucket {
-                self.close_buckets(py, &mut subject, bucket)?;
+            let cooling = account
+                .borrow()
+                .last_flag_ms
+                .is_some_and(|flagged| now_ms - flagged < self.cooldown_ms);
+            if scorable && !cooling {
+                return Ok(Some((index, account, key)));
             }
-            // A late event (bucket already closed) counts in the open bucket: it was still this subject's load.
-            subject.requests += 1;
-            subject.credits += credits;
-            subject.errors += i64::from(error);
-            reached |= !self.below_floors(&subject);
         }
-        Ok(reached.then_some((account, key)))
+        Ok(None)
     }
 
     /// Whether the subject's open bucket is under every configured floor: most are, and then nothing is scored.
@@ -166,9 +198,60 @@ impl TrafficWindow {
     fn py_below_floors(&self, subject: PyRef<'_, TrafficSubject>) -> bool {
         self.below_floors(&subject)
     }
+
+    /// Whether scoring could flag the subject's open bucket, by its counts against the configured floors and its
+    /// alarm floors (which must have been worked out for the bucket when it is past a configured floor). The
+    /// counts only grow within a bucket while the models stand still, so most calls need no scoring at all.
+    fn may_flag(&self, subject: PyRef<'_, TrafficSubject>) -> PyResult<bool> {
+        if !self.below_floors(&subject) && subject.alarm_floors.is_none() {
+            return Err(PyValueError::new_err(
+                "the bucket's alarm floors have not been worked out",
+            ));
+        }
+        Ok(self.might_flag(&subject))
+    }
 }
 
 impl TrafficWindow {
+    /// One event into a subject's open bucket, closing (and learning) the buckets its time has passed. A late
+    /// event (bucket already closed) counts in the open bucket: it was still this subject's load.
+    fn count(
+        &self,
+        py: Python<'_>,
+        subject: &mut TrafficSubject,
+        now_ms: i64,
+        credits: f64,
+        error: bool,
+    ) -> PyResult<()> {
+        if now_ms > subject.last_seen_ms {
+            subject.last_seen_ms = now_ms;
+        }
+        let bucket = now_ms.div_euclid(self.bucket_ms);
+        if bucket > subject.bucket {
+            self.close_buckets(py, subject, bucket)?;
+        }
+        subject.requests += 1;
+        subject.credits += credits;
+        subject.errors += i64::from(error);
+        Ok(())
+    }
+
+    /// `may_flag`, and true as well for a bucket past a configured floor whose alarm floors are yet to be
+    /// worked out (in Python, from the models).
+    fn might_flag(&self, subject: &TrafficSubject) -> bool {
+        if self.below_floors(subject) {
+            return false;
+        }
+        let Some((requests_floor, credits_floor, errors_floor)) = subject.alarm_floors else {
+            return true;
+        };
+        // Counts within a bucket stay far under 2**53, where an i64 is exactly an f64 (as Python compares them).
+        let (requests, errors) = (subject.requests as f64, subject.errors as f64);
+        requests >= requests_floor
+            || subject.credits >= credits_floor
+            || (errors >= errors_floor && errors >= self.min_error_share * requests)
+    }
+
     fn below_floors(&self, subject: &TrafficSubject) -> bool {
         subject.requests < self.min_events
             && subject.credits < self.min_credits

@@ -87,6 +87,13 @@ impl TrafficSubject {
     }
 }
 
+/// Where the step stopped: the event's index in the batch, its account and its key.
+type Stopped<'py> = (
+    usize,
+    Bound<'py, TrafficSubject>,
+    Bound<'py, TrafficSubject>,
+);
+
 /// Buckets of `bucket_ms`, the learner of the subjects' states, the configured floors under which a bucket
 /// is never scored, and what the step needs to know which events scoring could flag: the statuses that count
 /// as errors, the cooldown after a flag, and the least share of errors in an error storm.
@@ -152,13 +159,7 @@ impl TrafficWindow {
         keys: &Bound<'py, SubjectStore>,
         events: &Bound<'py, PyList>,
         start: usize,
-    ) -> PyResult<
-        Option<(
-            usize,
-            Bound<'py, TrafficSubject>,
-            Bound<'py, TrafficSubject>,
-        )>,
-    > {
+    ) -> PyResult<Option<Stopped<'py>>> {
         let py = events.py();
         for index in start..events.len() {
             let event = EventFields::at(events, index)?;

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::events::EventFields;
-use crate::state::{touch_as, SubjectStore};
+use crate::state::{touch_as, LastSeen, SubjectStore};
 
 /// A call's flags: it made something (POST, PUT, PATCH), and it got a 404.
 const GENERATING: u8 = 1;
@@ -94,6 +94,12 @@ pub struct KeyActivity {
     events_since_score: i64,
     #[pyo3(get, set)]
     last_flag_ms: Option<i64>,
+}
+
+impl LastSeen for KeyActivity {
+    fn last_seen_ms(&self) -> i64 {
+        self.last_seen_ms
+    }
 }
 
 #[pymethods]

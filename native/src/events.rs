@@ -1,5 +1,6 @@
 //! Reading `models.telemetry.TelemetryEvent`s in a detector's compiled step over a batch.
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
@@ -15,9 +16,16 @@ impl<'py> EventFields<'py> {
     /// The event at `index` of a batch.
     pub fn at(events: &Bound<'py, PyList>, index: usize) -> PyResult<Self> {
         let event = events.get_item(index)?;
-        let fields = event
-            .getattr(pyo3::intern!(event.py(), "__dict__"))?
-            .cast_into::<PyDict>()?;
+        // `event.__dict__` without looking the attribute up on the type (pydantic's models declare `__getattr__`,
+        // which makes every lookup a slow one).
+        // SAFETY: a live object; PyObject_GenericGetDict returns a new reference or NULL with an error set.
+        let fields = unsafe {
+            Bound::from_owned_ptr_or_err(
+                event.py(),
+                ffi::PyObject_GenericGetDict(event.as_ptr(), std::ptr::null_mut()),
+            )?
+        }
+        .cast_into::<PyDict>()?;
         Ok(Self { event, fields })
     }
 

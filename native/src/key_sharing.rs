@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::events::EventFields;
 use crate::sketches::SlidingSketch;
-use crate::state::{touch_as, SubjectStore};
+use crate::state::{touch_as, LastSeen, SubjectStore};
 
 /// Distinct item tuples remembered per pane: a key's user, or an account's keys, mostly alternate among a few.
 const RECENT_ITEMS: usize = 3;
@@ -71,6 +71,12 @@ pub struct UsageProfile {
     // sketch's current pane holds.
     recent_pane: i64,
     recent: [Option<Py<PyTuple>>; RECENT_ITEMS],
+}
+
+impl LastSeen for UsageProfile {
+    fn last_seen_ms(&self) -> i64 {
+        self.last_seen_ms
+    }
 }
 
 #[pymethods]

@@ -101,7 +101,7 @@ impl SubjectStore {
         subject: &Bound<'_, PyString>,
         now_ms: i64,
     ) -> PyResult<Py<PyAny>> {
-        touch(slf, subject, now_ms)
+        touch(slf, subject, now_ms, last_seen_ms)
     }
 
     /// Forget subjects idle past the TTL at this event time; returns how many went.
@@ -111,7 +111,7 @@ impl SubjectStore {
             let this = slf.borrow();
             let mut stale = Vec::new();
             for (subject, state) in this.states.values() {
-                if idle(&this, state.bind(py), watermark_ms)? {
+                if idle(&this, last_seen_ms(state.bind(py))?, watermark_ms) {
                     stale.push(subject.clone_ref(py));
                 }
             }
@@ -184,12 +184,21 @@ impl SubjectStore {
     }
 }
 
-/// Whether a state was last seen longer than the TTL before `at_ms` (its `last_seen_ms` drives idle expiry).
-fn idle(store: &SubjectStore, state: &Bound<'_, PyAny>, at_ms: i64) -> PyResult<bool> {
-    let last_seen_ms: i64 = state
+/// Whether a state last seen at `last_seen_ms` was seen longer than the TTL before `at_ms`.
+fn idle(store: &SubjectStore, last_seen_ms: i64, at_ms: i64) -> bool {
+    at_ms - last_seen_ms > store.idle_ttl_ms
+}
+
+/// A state's `last_seen_ms`, which drives idle expiry, as Python reads it: any class of state.
+fn last_seen_ms(state: &Bound<'_, PyAny>) -> PyResult<i64> {
+    state
         .getattr(intern!(state.py(), "last_seen_ms"))?
-        .extract()?;
-    Ok(at_ms - last_seen_ms > store.idle_ttl_ms)
+        .extract()
+}
+
+/// A compiled state's `last_seen_ms`, read without a Python attribute lookup.
+pub trait LastSeen {
+    fn last_seen_ms(&self) -> i64;
 }
 
 /// The changelog's hook, when a checkpoint under way has yet to write this subject (no borrow held: it reads
@@ -207,12 +216,13 @@ fn before_change(store: &Bound<'_, SubjectStore>, subject: &Bound<'_, PyString>)
 }
 
 /// `touch` for a detector's compiled step, whose store holds states of one compiled class.
-pub fn touch_as<'py, T: pyo3::PyClass>(
+pub fn touch_as<'py, T: pyo3::PyClass + LastSeen>(
     store: &Bound<'py, SubjectStore>,
     subject: &Bound<'py, PyString>,
     now_ms: i64,
 ) -> PyResult<Bound<'py, T>> {
-    Ok(touch(store, subject, now_ms)?
+    let last_seen = |state: &Bound<'_, PyAny>| Ok(state.cast::<T>()?.try_borrow()?.last_seen_ms());
+    Ok(touch(store, subject, now_ms, last_seen)?
         .into_bound(store.py())
         .cast_into::<T>()?)
 }
@@ -222,13 +232,16 @@ fn touch(
     slf: &Bound<'_, SubjectStore>,
     subject: &Bound<'_, PyString>,
     now_ms: i64,
+    last_seen_ms: impl Fn(&Bound<'_, PyAny>) -> PyResult<i64>,
 ) -> PyResult<Py<PyAny>> {
     let py = slf.py();
     let key = subject.to_str()?;
     before_change(slf, subject)?;
     let mut this = slf.borrow_mut();
     let live = match this.states.get(key) {
-        Some((_, state)) => (!idle(&this, state.bind(py), now_ms)?).then(|| state.clone_ref(py)),
+        Some((_, state)) => {
+            (!idle(&this, last_seen_ms(state.bind(py))?, now_ms)).then(|| state.clone_ref(py))
+        }
         None => None,
     };
     let state = match live {

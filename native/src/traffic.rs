@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::events::EventFields;
 use crate::seasonal::{LaneLearner, MAX_LANES};
-use crate::state::{touch_as, SubjectStore};
+use crate::state::{touch_as, LastSeen, SubjectStore};
 
 /// The signals' lanes in a subject's seasonal state: requests, credits, auth and rate-limit errors.
 const SIGNALS: usize = 3;
@@ -36,6 +36,12 @@ pub struct TrafficSubject {
     /// this bucket). Derived from the models once per bucket, so not in dumps.
     #[pyo3(get, set)]
     alarm_floors: Option<(f64, f64, f64)>,
+}
+
+impl LastSeen for TrafficSubject {
+    fn last_seen_ms(&self) -> i64 {
+        self.last_seen_ms
+    }
 }
 
 #[pymethods]

@@ -13,9 +13,8 @@ NATs and customers' cloud servers do not look like sharing by themselves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from detectors.base import SteppedDetector, cooling_down, new_store
 from detectors.geo import Place, haversine_km, open_geolocator
@@ -38,9 +37,9 @@ _KIND = {dim: kind for kind, dim in enumerate(ITEM_DIMENSIONS)}
 """Each dimension's kind in a profile's sketch: its place in ``ITEM_DIMENSIONS``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Site:
-    """What an address contributes: the located items and where it is, or nothing when it is no place."""
+class Site(NamedTuple):
+    """What an address contributes: the located items and where it is, or nothing when it is no place. A tuple:
+    the window's compiled step reads it by index."""
 
     items: tuple[str | None, str | None, str | None]  # network, "AS<n>", country; all None when not located
     here: Here | None  # country, latitude, longitude

@@ -70,7 +70,7 @@ class SharingWindow:
         accounts: SubjectStore[UsageProfile],
         events: list[TelemetryEvent],
         start: int,
-        site: Callable[[str], Any],
+        site: Callable[[str], tuple[Any, ...]],
     ) -> tuple[int, UsageProfile, UsageProfile, bool, list[Any] | None, bool] | None:
         """``events[start:]`` through their keys' and accounts' profiles (touched in their stores), each event's
         items its user agent, device and ``site(ip).items``, its place ``site(ip).here``; up to the first that brings
@@ -144,6 +144,9 @@ class EventDecoder:
     ) -> None: ...
     def decode(self, value: bytes) -> Any | None:
         """The event a record in the plain shape holds, or None (pydantic then decides)."""
+    def decode_batch(self, values: list[bytes | None], max_bytes: int) -> tuple[list[Any], list[int]]:
+        """``decode`` of each record, and the indices of those it declined (None in the list): not in the plain
+        shape, longer than ``max_bytes``, or no bytes at all."""
 
 class KeyActivity:
     """A bounded window of one key's recent calls (``native/src/crawler.rs``)."""

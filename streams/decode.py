@@ -81,14 +81,33 @@ def _fast_decoder(model: type[BaseModel]) -> native.EventDecoder:
 _FAST_DECODER = _fast_decoder(TelemetryEvent)
 
 
-def decode_event(value: bytes) -> TelemetryEvent:
+def decode_event(value: bytes | None) -> TelemetryEvent:
+    """The event a record holds; InvalidRecord, with the field and the reason, when it holds none.
+
+    Records in the plain shape (nearly all) are built by the compiled decoder, exactly as pydantic would build
+    them; the rest, the invalid ones included, go through pydantic, whose answer is the contract."""
+    event = None if value is None or len(value) > MAX_EVENT_BYTES else _FAST_DECODER.decode(value)
+    return _validated(value) if event is None else event
+
+
+def decode_events(values: list[bytes | None]) -> list[TelemetryEvent | InvalidRecord]:
+    """``decode_event`` of each record of a batch, the plain ones in one compiled call; in an invalid record's
+    place, its error."""
+    decoded, declined = _FAST_DECODER.decode_batch(values, MAX_EVENT_BYTES)
+    for at in declined:
+        try:
+            decoded[at] = _validated(values[at])
+        except InvalidRecord as error:
+            decoded[at] = error
+    return decoded
+
+
+def _validated(value: bytes | None) -> TelemetryEvent:
+    """pydantic's event, for a record the compiled decoder declined."""
+    if value is None:
+        raise InvalidRecord("record has no value (a tombstone)")
     if len(value) > MAX_EVENT_BYTES:
         raise InvalidRecord(f"record too large: {len(value)} bytes > {MAX_EVENT_BYTES}")
-    # Records in the plain shape (nearly all) are built by the compiled decoder, exactly as pydantic would
-    # build them; the rest, the invalid ones included, go through pydantic, whose answer is the contract.
-    event = _FAST_DECODER.decode(value)
-    if event is not None:
-        return event  # type: ignore[no-any-return]
     try:
         return TelemetryEvent.model_validate_json(value)
     except ValidationError as error:

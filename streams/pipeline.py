@@ -21,7 +21,7 @@ from models.config import WardenConfig
 from models.finding import Finding
 from models.telemetry import TelemetryEvent
 from streams.changelog import Changelog, LatestRecords
-from streams.decode import InvalidRecord, dead_letter, decode_event
+from streams.decode import InvalidRecord, dead_letter, decode_events
 from streams.records import Channel, OutputRecord, SourceRecord
 
 POLICY_STATE = "policy"
@@ -228,17 +228,15 @@ class Pipeline:
         # how many of its events (the first ones: records come in offset order) are replayed.
         replay_until = {p: processor.replay_until for p, processor in self.processors.items() if processor.replay_until}
         replayed: dict[int, int] = {}
-        for record in records:
+        for record, event in zip(records, decode_events([record.value for record in records]), strict=True):
             # A source returns each partition's records in offset order: the last one ends the batch.
             partition = record.partition
             batch_end[partition] = record.offset + 1
             replaying = bool(replay_until) and record.offset < replay_until.get(partition, 0)
-            try:
-                event = decode_event(record.value)
-            except InvalidRecord as error:
+            if isinstance(event, InvalidRecord):
                 result.invalid += 1
                 if Channel.DEAD_LETTERS in self.channels and not replaying:
-                    result.outputs.append(dead_letter(record, str(error), self.source_name))
+                    result.outputs.append(dead_letter(record, str(event), self.source_name))
                 continue
             events = by_partition.get(partition)
             if events is None:

@@ -21,7 +21,7 @@ class SourceRecord(NamedTuple):
     Records are tuples rather than frozen dataclasses: one is made per input record and per output,
     and a frozen dataclass's ``__init__`` costs a ``object.__setattr__`` call per field."""
 
-    value: bytes
+    value: bytes | None  # None: a Kafka tombstone, which is no event (a dead letter)
     partition: int
     offset: int
     key: bytes | None = None

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.telemetry import TelemetryEvent
 from models.timestamps import to_epoch_ms
-from streams.decode import _FAST_DECODER, _fast_decoder, decode_event
+from streams.decode import _FAST_DECODER, MAX_EVENT_BYTES, InvalidRecord, _fast_decoder, decode_event, decode_events
 from streams.simulator import SimulationSpec, simulate
 
 TEXT_FIELDS = {
@@ -179,6 +179,21 @@ def test_records_outside_the_plain_shape_are_still_decoded_or_refused_by_pydanti
     assert _FAST_DECODER.decode(record) is None
     with pytest.raises(ValueError, match="status"):
         decode_event(record)
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=st.lists(records() | st.sampled_from([None, b"", b"{", b" " * (MAX_EVENT_BYTES + 1)]), max_size=12))
+def test_a_batch_decodes_as_its_records_do_one_at_a_time(batch: list[bytes | None]) -> None:
+    """Each record's event, or in an invalid record's place the error ``decode_event`` raises for it."""
+    expected: list[Any] = []
+    for record in batch:
+        try:
+            expected.append(decode_event(record))
+        except InvalidRecord as error:
+            expected.append(str(error))
+    decoded = decode_events(batch)
+    # Events compare by their __dict__, where only the fast path's hold ts_ms: each took the same path too.
+    assert [str(item) if isinstance(item, InvalidRecord) else item for item in decoded] == expected
 
 
 def test_a_model_the_fast_path_could_not_check_exactly_is_refused_at_import() -> None:

@@ -14,9 +14,11 @@ from models.config import WardenConfig
 from models.finding import Finding
 from streams.cli import main, replay_file
 from streams.files import JsonlFileSink, JsonlFileSource
-from streams.records import Channel
+from streams.pipeline import Pipeline
+from streams.records import Channel, SourceRecord
 from streams.reload import reload_config
 from streams.runner import Runner, set_gc_threshold
+from tests.conftest import EventFactory
 
 
 def _outputs(directory: Path) -> dict[Channel, Path]:
@@ -171,3 +173,16 @@ def test_a_runner_sets_the_youngest_generations_collection_threshold_and_a_reloa
         sink.close()
     finally:
         gc.set_threshold(*before)
+
+
+def test_a_record_with_no_value_is_a_dead_letter_and_the_batch_goes_on(make_event: EventFactory) -> None:
+    """A Kafka tombstone (a record whose value is null) on the input topic: refused with its reason, like any
+    malformed record, and the events around it are processed."""
+    good = make_event(0).model_dump_json().encode()
+    records = [SourceRecord(good, 0, 7), SourceRecord(None, 0, 8), SourceRecord(good, 0, 9)]
+    result = Pipeline(WardenConfig(), frozenset(Channel), "usage").process(records)
+    assert (result.events, result.invalid) == (2, 1)
+    (letter,) = [output for output in result.outputs if output.channel is Channel.DEAD_LETTERS]
+    assert dict(letter.headers)["reason"] == b"record has no value (a tombstone)"
+    assert dict(letter.headers)["offset"] == b"8" and letter.value is None
+    assert result.positions == {0: 10}

@@ -165,7 +165,7 @@ impl SharingWindow {
     /// new to each window, and the key's use before a hop to another country, `[country, latitude, longitude,
     /// ts_ms]`; or None when no event of the batch brought an item new to either window or a hop (most).
     ///
-    /// `site(ip)` gives what an address contributes (`detectors.key_sharing.Site`): its items, `(network, asn,
+    /// `site(ip)` gives what an address contributes (`detectors.key_sharing.Site`, a tuple): its items, `(network, asn,
     /// country)` (None where unknown), and `here`, `(country, latitude, longitude)` of a located use, or None. An
     /// event's items are its user agent, its device and those three; None and "" are not counted. A use at a
     /// profile's last place moves only its time; elsewhere it becomes the last place. An account makes no hops:
@@ -196,7 +196,7 @@ impl SharingWindow {
                     place_items.get_item(2)?,
                 ],
             )?;
-            let here = located.getattr(intern!(py, "here"))?;
+            let here = located.get_item(1)?;
             let here = (!here.is_none())
                 .then(|| here.cast_into::<PyTuple>())
                 .transpose()?;

@@ -13,7 +13,9 @@ use std::fmt;
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDateTime, PyDict, PyList, PySet, PyString, PyTuple, PyType, PyTzInfo};
+use pyo3::types::{
+    PyBytes, PyDateTime, PyDict, PyList, PySet, PyString, PyTuple, PyType, PyTzInfo,
+};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -63,29 +65,29 @@ const CACHED_STRINGS: usize = 1 << 12;
 
 /// The string objects of recent records, one per slot by hash: a client's account, key, address and agent recur
 /// on every call, so each becomes one object whose hash Python works out once for every store that looks it up.
+/// Each slot keeps its text beside the object, to compare without asking Python for it.
 struct StringCache {
-    slots: Vec<Option<Py<PyString>>>,
+    slots: Vec<Option<(Box<str>, Py<PyString>)>>,
 }
 
 impl StringCache {
-    fn string<'py>(&mut self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+    fn string<'py>(&mut self, py: Python<'py>, text: &str) -> Bound<'py, PyString> {
         if text.len() > CACHED_STRING_BYTES {
-            return Ok(PyString::new(py, text));
+            return PyString::new(py, text);
         }
         // FNV-1a: short strings, and only a slot to pick.
         let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
             (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
         });
         let slot = &mut self.slots[hash as usize % CACHED_STRINGS];
-        if let Some(cached) = slot {
-            let cached = cached.bind(py);
-            if cached.to_str()? == text {
-                return Ok(cached.clone());
+        if let Some((cached_text, cached)) = slot {
+            if **cached_text == *text {
+                return cached.bind(py).clone();
             }
         }
         let fresh = PyString::new(py, text);
-        *slot = Some(fresh.clone().unbind());
-        Ok(fresh)
+        *slot = Some((text.into(), fresh.clone().unbind()));
+        fresh
     }
 }
 
@@ -188,6 +190,32 @@ impl EventDecoder {
         })
     }
 
+    /// ``decode_batch(values, max_bytes)``: `decode` of each record of a batch, in a list, with the indices of
+    /// the records it declined (None in the list): those not in the plain shape, longer than `max_bytes`, or
+    /// with no bytes at all (a Kafka tombstone's None).
+    fn decode_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        values: &Bound<'py, PyList>,
+        max_bytes: usize,
+    ) -> PyResult<(Bound<'py, PyList>, Vec<usize>)> {
+        let decoded = PyList::empty(py);
+        let mut declined = Vec::new();
+        for (at, value) in values.iter().enumerate() {
+            let event = match value.cast::<PyBytes>() {
+                Ok(bytes) if bytes.as_bytes().len() <= max_bytes => {
+                    self.decode(py, bytes.as_bytes())?
+                }
+                _ => None,
+            };
+            if event.is_none() {
+                declined.push(at);
+            }
+            decoded.append(event)?;
+        }
+        Ok((decoded, declined))
+    }
+
     /// The event the record holds, or None when it is not in the plain shape (pydantic then decides).
     fn decode<'py>(
         &mut self,
@@ -225,7 +253,7 @@ impl EventDecoder {
                 Value::Text(_) if field.kind == Kind::Timestamp => {
                     data.set_item(name, time.datetime(py, self.utc.bind(py))?)?
                 }
-                Value::Text(text) => data.set_item(name, self.strings.string(py, text)?)?,
+                Value::Text(text) => data.set_item(name, self.strings.string(py, text))?,
                 Value::Integer(number) => data.set_item(name, number)?,
                 Value::Number(number) => data.set_item(name, number)?,
             }
@@ -406,10 +434,17 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut values: Vec<Value<'de>> = self.fields.iter().map(|_| Value::Absent).collect();
+        // Producers write the fields in one order, mostly the model's: the field after the last is tried first.
+        let mut next = 0;
         while let Some(key) = map.next_key_seed(TextSeed)? {
-            let Some(at) = self.fields.iter().position(|field| field.key == *key) else {
-                return Err(de::Error::custom("a key that is no field"));
+            let at = match self.fields.get(next) {
+                Some(field) if field.key == *key => next,
+                _ => match self.fields.iter().position(|field| field.key == *key) {
+                    Some(at) => at,
+                    None => return Err(de::Error::custom("a key that is no field")),
+                },
             };
+            next = at + 1;
             if !matches!(values[at], Value::Absent) {
                 return Err(de::Error::custom("a repeated key"));
             }

@@ -487,12 +487,13 @@ class PipelineConfig(_Section):
         description="Most records per batch / commit point; a worker that keeps up takes what has arrived",
     )
     gc_young_threshold: int = Field(
-        default=20_000, ge=0, le=10_000_000,
+        default=100_000, ge=0, le=10_000_000,
         description="`warden run` and `warden replay` set Python's youngest-generation collection threshold to "
         "this (Python's default is 700; 0 keeps it). A batch's records, events and outputs live until it "
-        "commits: with the default they are promoted to the oldest generation during the batch, and every few "
-        "batches that triggers a full collection, which walks all detector state (measured ~300 ms at 10,000 "
-        "accounts; a replay ran 26% faster with 20,000)",
+        "commits: under a threshold smaller than a batch's tracked objects (~4-6 an event) they are promoted "
+        "to the older generations during the batch, and every few batches that triggers a full collection, "
+        "which walks all detector state (measured ~300 ms at 10,000 accounts). 100,000 holds a batch of the "
+        "default 10,000 records: a replay of 139,005 events ran no collection at all, 12% faster than at 20,000",
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 from typing import Any
 from weakref import WeakValueDictionary
 
@@ -48,6 +50,7 @@ def redact(text: str, keep: int = 24) -> str:
 
 
 _SCORERS: WeakValueDictionary[str, PromptScorer] = WeakValueDictionary()
+_PROMPT = attrgetter("prompt")
 
 
 def shared_scorer(config: MinorSafetyConfig) -> PromptScorer:
@@ -85,12 +88,13 @@ class MinorSafetyDetector(Detector):
 
     def observe_batch(self, events: list[TelemetryEvent]) -> list[tuple[int, Finding]]:
         """Every prompt of the batch scored in one vectorised model call, then judged in turn."""
-        prompted = [(index, event, prompt) for index, event in enumerate(events) if (prompt := event.prompt)]
-        scores = self.scorer.score_batch([prompt for _, _, prompt in prompted])
+        prompts = list(map(_PROMPT, events))
+        prompted = list(compress(range(len(events)), prompts))  # most events carry none: skipped in C
+        scores = self.scorer.score_batch([prompts[index] for index in prompted])
         return [
             (index, finding)
-            for (index, event, _), score in zip(prompted, scores, strict=True)
-            for finding in self._judge(event, score)
+            for index, score in zip(prompted, scores, strict=True)
+            for finding in self._judge(events[index], score)
         ]
 
     def observe(self, event: TelemetryEvent) -> list[Finding]:

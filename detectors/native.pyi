@@ -141,6 +141,7 @@ class EventDecoder:
         model: type[Any],
         fields: list[tuple[str, str, bool, int | None, int | None, Any, Any]],
         epoch_ms: str,
+        joined: tuple[str, str, list[str]],
     ) -> None: ...
     def decode(self, value: bytes) -> Any | None:
         """The event a record in the plain shape holds, or None (pydantic then decides)."""

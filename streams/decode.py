@@ -14,7 +14,7 @@ from pydantic.fields import FieldInfo
 
 from detectors import native
 from models.config import format_validation_error
-from models.telemetry import TelemetryEvent
+from models.telemetry import KEY_SUBJECT_PARTS, KEY_SUBJECT_SEPARATOR, TelemetryEvent
 from models.timestamps import EVENT_TIMESTAMP_TYPE
 from streams.records import Channel, OutputRecord, SourceRecord
 
@@ -75,7 +75,7 @@ def _fast_decoder(model: type[BaseModel]) -> native.EventDecoder:
     if config.get("extra") != "allow" or not settings_apply or hooks:
         raise TypeError(f"{model.__name__}: the decoder's fast path does not apply the model's settings")
     fields = [_fast_path_field(model.__name__, name, info) for name, info in model.model_fields.items()]
-    return native.EventDecoder(model, fields, "ts_ms")
+    return native.EventDecoder(model, fields, "ts_ms", ("key_subject", KEY_SUBJECT_SEPARATOR, list(KEY_SUBJECT_PARTS)))
 
 
 _FAST_DECODER = _fast_decoder(TelemetryEvent)

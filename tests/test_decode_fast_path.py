@@ -126,11 +126,13 @@ def records(draw: st.DrawFn) -> bytes:
 def assert_same_event(fast: Any, slow: TelemetryEvent) -> None:
     derived = dict(fast.__dict__)
     assert derived.pop("ts_ms") == to_epoch_ms(slow.ts)
+    assert derived.pop("key_subject") == f"{slow.account_id}/{slow.api_key_id}"
     assert repr(derived) == repr(slow.__dict__)  # the same values, types and float signs, in the same order
     assert fast.ts.tzinfo is slow.ts.tzinfo
     assert fast.__pydantic_fields_set__ == slow.__pydantic_fields_set__
     assert (fast.__pydantic_extra__, fast.__pydantic_private__) == (slow.__pydantic_extra__, slow.__pydantic_private__)
     assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.key_subject == slow.key_subject  # the decoder's derivation is the model's
 
 
 @settings(max_examples=400, deadline=None)

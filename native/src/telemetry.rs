@@ -91,6 +91,13 @@ impl StringCache {
     }
 }
 
+/// A derived text field: fields' texts joined by a separator, an event's `key_subject` ("account/key").
+struct Joined {
+    name: Py<PyString>,
+    separator: String,
+    parts: Vec<usize>,
+}
+
 /// Decodes telemetry records in the plain shape into instances of `model`.
 #[pyclass(module = "detectors.native")]
 pub struct EventDecoder {
@@ -99,6 +106,7 @@ pub struct EventDecoder {
     fields: Vec<Field>,
     timestamp: usize,
     epoch_ms: Py<PyString>,
+    joined: Joined,
     utc: Py<PyTzInfo>,
     object_new: Py<PyAny>,
     /// Every field as None, then the epoch milliseconds: a record's fields are copied into it in place, no dict
@@ -116,13 +124,15 @@ pub struct EventDecoder {
 impl EventDecoder {
     /// `fields`: per model field, in the model's order, `(name, kind, optional, min_length, max_length, ge, le)`
     /// with kind one of "text", "integer", "number", "timestamp" and None for an absent bound. `epoch_ms`: where
-    /// an event keeps its time in epoch milliseconds once worked out (the model's derived field).
+    /// an event keeps its time in epoch milliseconds once worked out (the model's derived field). `joined`:
+    /// `(name, separator, parts)`, a derived field that is required text fields joined by a separator.
     #[new]
     fn new(
         py: Python<'_>,
         model: Py<PyType>,
         fields: &Bound<'_, PyList>,
         epoch_ms: &Bound<'_, PyString>,
+        joined: (Bound<'_, PyString>, String, Vec<String>),
     ) -> PyResult<Self> {
         let mut parsed = Vec::new();
         for spec in fields.iter() {
@@ -159,6 +169,18 @@ impl EventDecoder {
                 "the fast path needs exactly one timestamp field",
             ));
         };
+        let (joined_name, separator, joined_parts) = joined;
+        let parts = joined_parts
+            .iter()
+            .map(
+                |part| match parsed.iter().position(|field| field.key == *part) {
+                    Some(at) if parsed[at].kind == Kind::Text && !parsed[at].optional => Ok(at),
+                    _ => Err(PyValueError::new_err(format!(
+                        "{part}: only required text fields are joined"
+                    ))),
+                },
+            )
+            .collect::<PyResult<Vec<usize>>>()?;
         let intern = |name: &str| PyString::intern(py, name).unbind();
         let blank = PyDict::new(py);
         let every_field = PySet::empty(py)?;
@@ -167,7 +189,13 @@ impl EventDecoder {
             every_field.add(field.name.bind(py))?;
         }
         blank.set_item(epoch_ms, 0)?;
+        blank.set_item(&joined_name, "")?;
         Ok(Self {
+            joined: Joined {
+                name: joined_name.unbind(),
+                separator,
+                parts,
+            },
             blank: blank.unbind(),
             every_field: every_field.unbind(),
             strings: StringCache {
@@ -273,6 +301,13 @@ impl EventDecoder {
         };
         // Worked out now, while the parts are at hand: the value the model's derived field would compute.
         data.set_item(self.epoch_ms.bind(py), time.epoch_ms())?;
+        let texts = self.joined.parts.iter().map(|&at| match &values[at] {
+            Value::Text(text) => text.as_ref(),
+            _ => unreachable!("a required text field admitted holds text"),
+        });
+        let joined = texts.collect::<Vec<&str>>().join(&self.joined.separator);
+        // Recurring (a key's every call), so from the cache: one object, its hash worked out once.
+        data.set_item(self.joined.name.bind(py), self.strings.string(py, &joined))?;
         let event = self.object_new.bind(py).call1((self.model.bind(py),))?;
         // As `model_construct` sets them: past the frozen model's __setattr__.
         for (name, value) in [

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from streams.decode import dead_letter_json
-from streams.records import Channel, OutputRecord, SourceRecord
+from streams.records import Channel, OutputRecord, SourceRecord, new_source_record
 from streams.sink import Sink
 from streams.source import Source
 
@@ -56,8 +56,9 @@ class JsonlFileSource(Source):
         line_number = self._line
         for line in islice(self._reader, max_records):
             line_number += 1
-            if line.strip():
-                records.append(SourceRecord(line.rstrip(b"\r\n"), 0, line_number))
+            value = line.rstrip(b"\r\n")
+            if value and not value.isspace():  # a blank line is no record
+                records.append(new_source_record((value, 0, line_number, None)))
         self._eof = line_number - self._line < max_records
         self._line = line_number
         return records

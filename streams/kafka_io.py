@@ -17,7 +17,7 @@ from kafka.structs import OffsetAndMetadata
 
 from models.config import KafkaConfig
 from streams.changelog import CHANGELOG_BATCH_END, LatestRecords
-from streams.records import Channel, OutputRecord, SourceRecord
+from streams.records import Channel, OutputRecord, SourceRecord, new_source_record
 from streams.sink import Sink
 from streams.source import Source
 
@@ -140,7 +140,8 @@ class KafkaSource(Source):
         self._last_poll_end = time.monotonic()
         records: list[SourceRecord] = []
         for tp in sorted(batch, key=lambda tp: tp.partition):
-            records.extend(SourceRecord(r.value, tp.partition, r.offset, r.key) for r in batch[tp])
+            partition = tp.partition
+            records.extend(new_source_record((r.value, partition, r.offset, r.key)) for r in batch[tp])
         return records
 
     def _catch_up(self, batch: dict[Any, list[Any]], room: int) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
-from typing import NamedTuple
+from functools import partial
+from typing import NamedTuple, cast
 
 
 class Channel(StrEnum):
@@ -25,6 +27,13 @@ class SourceRecord(NamedTuple):
     partition: int
     offset: int
     key: bytes | None = None
+
+
+new_source_record = cast(
+    Callable[[tuple[bytes | None, int, int, bytes | None]], SourceRecord], partial(tuple.__new__, SourceRecord)
+)
+"""A ``SourceRecord`` from a tuple of its four fields, made in C: a NamedTuple's ``__new__`` is a Python function,
+and a source makes one record per input record."""
 
 
 class OutputRecord(NamedTuple):

@@ -274,6 +274,10 @@ class KafkaSink(Sink):
         self.producer = KafkaProducer(**options)
         if config.transactions:
             self.producer.init_transactions()
+        # Each output topic's metadata now: kafka-python's send otherwise fetches it at the first record for the
+        # topic and blocks on it (~0.1 s a topic measured), inside a batch and ahead of that batch's actions.
+        for topic in self._topics.values():
+            self.producer.partitions_for(topic)
         self._open = False
 
     def channels(self) -> frozenset[Channel]:

@@ -16,9 +16,12 @@ from itertools import pairwise
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from detectors import native
 from detectors.crawler import CrawlerDetector, window_features
-from detectors.crawler.detector import _sqrt_of_ratio
+from detectors.crawler.detector import _sqrt_of_ratio, numbered_read
 from models.config import CrawlerConfig, StateConfig
 from tests.conftest import EventFactory
 
@@ -141,3 +144,30 @@ def test_square_root_is_rounded_as_statistics_rounds_it() -> None:
         assert _sqrt_of_ratio(count * sum(g * g for g in gaps) - total * total, count * count) == statistics.pstdev(
             gaps
         )
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from("0123456789aZ_-./ \n\t#9"), max_size=30)
+    | st.from_regex(r"[ -~\n]{0,40}", fullmatch=True)
+)
+def test_the_compiled_step_reads_an_ascii_id_as_the_regular_expression_does(text: str) -> None:
+    assert native.ascii_trailing_number(text) == numbered_read(text)
+
+
+def test_an_id_in_another_script_is_read_by_python_and_methods_are_upper_cased_as_python_does(
+    make_event: EventFactory,
+) -> None:
+    # Arabic-Indic digits are digits to Python's \d and int(); "ſ" (long s) upper-cases to "S" in Python.
+    detector = CrawlerDetector(CrawlerConfig(), StateConfig())
+    reads = [("GET", "vid_\u0661\u0662"), ("get", "vid_13"), ("GET", "vid_\u0661\u0664"), ("po\u017ft", "x")]
+    for second, (method, resource) in enumerate(reads):
+        detector.observe(make_event(second, method=method, resource_id=resource))
+    record = orjson.loads(orjson.dumps(detector.snapshot()))["keys"]["acct-1/key-1"]
+    assert numbered_read("vid_\u0661\u0662") == 12
+    assert record["last_number"] == 14  # 12, 13, 14: three numbered reads in a row
+    activity = dict(detector.keys.items())["acct-1/key-1"]
+    assert activity.content_counts()[4] == 3
+    assert activity.content_counts()[1] == 1  # "poſt" is a POST
+    with pytest.raises(ValueError, match="not ASCII"):
+        native.ascii_trailing_number("vid_\u0661")

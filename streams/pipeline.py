@@ -27,6 +27,11 @@ from streams.records import Channel, OutputRecord, SourceRecord
 POLICY_STATE = "policy"
 _EVENT_TIME = attrgetter("ts_ms")
 _EVENT_THEN_DETECTOR = itemgetter(0, 1)
+_CHUNK_RECORDS = 1000
+"""A batch (10,000 records by default, one commit point) is decoded and processed this many records at a time.
+Every detector's step reads every event; a whole batch's events (~15 MB with their dicts and strings) were
+built in fresh memory and had left the cache by the next detector, where a chunk's are built in the memory the
+last chunk's left. Replays of the benchmark workload, same session: ~10% faster."""
 """An event's time in epoch ms, read in C: the watermark reads every event of a batch."""
 
 
@@ -222,16 +227,26 @@ class Pipeline:
 
     def process(self, records: list[SourceRecord]) -> BatchResult:
         result = BatchResult()
+        # One commit point, decoded and processed a chunk of records at a time: each chunk's events are freed
+        # before the next chunk's are built, in the memory they leave, which is still in cache.
+        for start in range(0, len(records), _CHUNK_RECORDS):
+            self._process_chunk(records[start : start + _CHUNK_RECORDS], result)
+        if Channel.STATE in self.channels:
+            self._checkpoint(result.outputs)
+        self._count(result)
+        return result
+
+    def _process_chunk(self, records: list[SourceRecord], result: BatchResult) -> None:
         by_partition: dict[int, list[TelemetryEvent]] = {}
-        batch_end = result.positions
+        chunk_end: dict[int, int] = {}
         # Per partition being rebuilt after a restore, the offset up to which its records are replayed, and
         # how many of its events (the first ones: records come in offset order) are replayed.
         replay_until = {p: processor.replay_until for p, processor in self.processors.items() if processor.replay_until}
         replayed: dict[int, int] = {}
         for record, event in zip(records, decode_events([record.value for record in records]), strict=True):
-            # A source returns each partition's records in offset order: the last one ends the batch.
+            # A source returns each partition's records in offset order: the last one ends the chunk.
             partition = record.partition
-            batch_end[partition] = record.offset + 1
+            chunk_end[partition] = record.offset + 1
             replaying = bool(replay_until) and record.offset < replay_until.get(partition, 0)
             if isinstance(event, InvalidRecord):
                 result.invalid += 1
@@ -244,18 +259,18 @@ class Pipeline:
             events.append(event)
             if replaying:
                 replayed[partition] = len(events)
-        result.events = sum(map(len, by_partition.values()))
-        for partition in sorted(batch_end):
+        result.events += sum(map(len, by_partition.values()))
+        for partition in sorted(chunk_end):
             processor = self.processor(partition)
             events = by_partition.get(partition, [])
             if partition in replayed:
                 processor.process(events[: replayed[partition]])  # their outputs were committed before
                 events = events[replayed[partition] :]
             findings, actions = processor.process(events)
-            processor.position = batch_end[partition]
+            processor.position = result.positions[partition] = chunk_end[partition]
             if processor.replay_until:
                 # Committing less than what was committed before the restore would emit the replayed outputs again.
-                batch_end[partition] = max(batch_end[partition], processor.replay_until)
+                result.positions[partition] = max(chunk_end[partition], processor.replay_until)
                 if processor.position >= processor.replay_until:
                     processor.replay_until = 0
             result.findings.extend(findings)
@@ -270,10 +285,6 @@ class Pipeline:
                     OutputRecord(Channel.ACTIONS, a.account_id.encode(), a.model_dump_json().encode())
                     for a in actions
                 )
-        if Channel.STATE in self.channels:
-            self._checkpoint(result.outputs)
-        self._count(result)
-        return result
 
     def _checkpoint(self, outputs: list[OutputRecord]) -> None:
         """Begin the checkpoints that are due, and write ``checkpoint_records_per_batch`` subjects of those under

@@ -78,6 +78,9 @@ class SharingWindow:
         key's window, the key's use before a hop to another country as [country, latitude, longitude, ts_ms], an
         item new to the account's window). None when the batch brought neither."""
 
+def allocated_bytes() -> int:
+    """Bytes the compiled module holds on its own heap (outside Python's allocator, unseen by tracemalloc)."""
+
 class TrafficSubject:
     """One account's or key's open bucket, and its signals' seasonal state (``native/src/traffic.rs``)."""
 

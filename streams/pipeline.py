@@ -31,7 +31,8 @@ _CHUNK_RECORDS = 1000
 """A batch (10,000 records by default, one commit point) is decoded and processed this many records at a time.
 Every detector's step reads every event; a whole batch's events (~15 MB with their dicts and strings) were
 built in fresh memory and had left the cache by the next detector, where a chunk's are built in the memory the
-last chunk's left. Replays of the benchmark workload, same session: ~10% faster."""
+last chunk's left. Replays of the benchmark workload, interleaved in one session: 93-98k events/s a whole batch
+at a time, 111-119k in chunks."""
 """An event's time in epoch ms, read in C: the watermark reads every event of a batch."""
 
 
@@ -70,8 +71,8 @@ class PartitionProcessor:
     def process(self, events: list[TelemetryEvent]) -> tuple[list[Finding], list[EnforcementAction]]:
         findings: list[Finding] = []
         actions: list[EnforcementAction] = []
-        # Each detector over the whole batch (a compiled step, most of them), then the policy over the findings
-        # in the order a per-event loop makes: by event, then by detector. A sort keeps that order.
+        # Each detector over all the events (a compiled step, most of them), then the policy over the findings in
+        # the order a per-event loop makes: by event, then by detector. A sort keeps that order.
         found = [
             (index, order, finding)
             for order, detector in enumerate(self.detectors)

@@ -288,8 +288,9 @@ def test_restarts_after_restarts_restore_exactly_even_over_half_written_checkpoi
 
 
 @pytest.mark.parametrize("crash_at", [0.2, 0.5, 0.8])
+@pytest.mark.parametrize("restored_batch", [333, 2_500])  # 2,500: batches of several chunks (a thousand records)
 def test_a_restore_replays_from_its_checkpoint_and_emits_only_what_was_never_committed(
-    small_simulation: tuple[Path, Path], crash_at: float
+    small_simulation: tuple[Path, Path], crash_at: float, restored_batch: int
 ) -> None:
     # Checkpoints by count only (the interval never passes within the test), so most batches write none.
     config = WardenConfig.model_validate({"kafka": {"checkpoint_interval_ms": 600_000, "checkpoint_max_pending": 80}})
@@ -315,8 +316,8 @@ def test_a_restore_replays_from_its_checkpoint_and_emits_only_what_was_never_com
     assert checkpoint is not None and checkpoint < committed
     processor.position, processor.replay_until = checkpoint, committed
     emitted: list[OutputRecord] = []
-    for start in range(checkpoint, len(records), 333):
-        result = restored.process(records[start : start + 333])
+    for start in range(checkpoint, len(records), restored_batch):
+        result = restored.process(records[start : start + restored_batch])
         assert result.positions[0] >= committed, "a commit below the committed offset would emit outputs again"
         emitted.extend(result.outputs)
     assert processor.replay_until == 0

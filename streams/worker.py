@@ -20,7 +20,7 @@ from models.action import ActionReversal
 from models.config import WardenConfig
 from streams import metrics
 from streams.health import serve
-from streams.kafka_io import KafkaSink, KafkaSource, ensure_topics, read_changelog
+from streams.kafka_io import ChangelogReader, KafkaSink, KafkaSource, ensure_topics
 from streams.pipeline import BatchResult
 from streams.reload import reload_config
 from streams.reversals import ReversalFeed
@@ -92,6 +92,7 @@ class KafkaWorker:
         # with the same instance id and aborts its open batch before we read anything.
         self.sink = KafkaSink(kafka, self.source, instance_id)
         self.runner = Runner(config, self.source, self.sink, wall_clock=time.time)
+        self.changelog = ChangelogReader(kafka)
         self.reversals = ReversalPoller(ReversalFeed(kafka))
         self.source.assign_hooks.append(self.restore_partition)
         self.source.revoke_hooks.append(self.drop_partition)
@@ -101,7 +102,7 @@ class KafkaWorker:
     def restore_partition(self, partition: int) -> None:
         processor = self.runner.pipeline.reset_partition(partition)
         committed = self.source.committed_offset(partition)
-        checkpoint, applied = processor.restore(read_changelog(self.config.kafka, partition, committed))
+        checkpoint, applied = processor.restore(self.changelog.read(partition, committed))
         # The changelog may predate a reversal this worker has already read; applying it again is idempotent.
         processor.apply_reversals(list(self.runner.pipeline.reversals.values()))
         processor.position, replay = committed, 0
@@ -185,6 +186,7 @@ class KafkaWorker:
     def close(self) -> None:
         self.sink.close()
         self.source.close()
+        self.changelog.close()
         self.reversals.close()
 
 

@@ -427,6 +427,15 @@ class KafkaConfig(_Section):
         "so the wait is spent only when the topic went quiet. 0 turns it off",
     )
     max_poll_records: int = Field(default=2000, ge=1)
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="How long the broker may hold a fetch with nothing new. A consumer has one fetch open per "
+        "broker, for the partitions with nothing buffered, so while a partition that has caught up waits out "
+        "this hold, the lagging partitions buffered beside it are not fetched again: Kafka's 500 ms stalled a "
+        "worker draining a backlog for up to half a second at a time",
+    )
     fetch_max_bytes: int = Field(default=52_428_800, ge=1024)
     max_partition_fetch_bytes: int = Field(default=4_194_304, ge=1024)
     session_timeout_ms: int = Field(default=10_000, ge=1000)

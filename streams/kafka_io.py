@@ -92,6 +92,7 @@ class KafkaSource(Source):
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=config.max_poll_records,
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
             fetch_max_bytes=config.fetch_max_bytes,
             max_partition_fetch_bytes=config.max_partition_fetch_bytes,
             session_timeout_ms=config.session_timeout_ms,

@@ -152,6 +152,15 @@ class EventDecoder:
         """``decode`` of each record, and the indices of those it declined (None in the list): not in the plain
         shape, longer than ``max_bytes``, or no bytes at all."""
 
+class RecordBatchReader:
+    """One partition's Kafka record batches (format v2) read into kafka-python's ``ConsumerRecord`` s
+    (``native/src/records.rs``)."""
+
+    def __init__(self, record_type: type[Any], topic: str, partition: int) -> None: ...
+    def read(self, batch: Any, buffer: bytearray, start: int) -> tuple[list[Any], int, str | None]:
+        """The records of ``batch`` (its header read through its properties), which are ``buffer[start:]``; their
+        size in bytes; and why the batch stopped short, if it did."""
+
 class KeyActivity:
     """A bounded window of one key's recent calls (``native/src/crawler.rs``)."""
 

@@ -17,6 +17,7 @@ from kafka.structs import OffsetAndMetadata
 
 from models.config import KafkaConfig
 from streams.changelog import CHANGELOG_BATCH_END, LatestRecords
+from streams.kafka_records import read_records_compiled
 from streams.records import Channel, OutputRecord, SourceRecord, new_source_record
 from streams.sink import Sink
 from streams.source import Source
@@ -99,6 +100,7 @@ class KafkaSource(Source):
             heartbeat_interval_ms=max(1000, config.session_timeout_ms // 4),
             **config.security.client_options(),
         )
+        read_records_compiled(self.consumer)
         self.assign_hooks: list[AssignHook] = []
         self.awaiting_restore: set[int] = set()
         self._sought: set[int] = set()  # partitions a restore moved back while this poll's records were fetched
@@ -228,6 +230,7 @@ class ChangelogReader:
                 max_partition_fetch_bytes=config.max_partition_fetch_bytes,
                 **config.security.client_options(),
             )
+            read_records_compiled(self._reader)
         reader, tp = self._reader, TopicPartition(self.config.topics.state, partition)
         try:
             reader.assign([tp])

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod crawler;
 mod events;
 mod key_sharing;
+mod records;
 mod seasonal;
 mod sketches;
 mod state;
@@ -72,6 +73,7 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<traffic::TrafficSubject>()?;
     module.add_class::<traffic::TrafficWindow>()?;
     module.add_class::<telemetry::EventDecoder>()?;
+    module.add_class::<records::RecordBatchReader>()?;
     module.add_class::<state::SubjectStore>()?;
     module.add_class::<crawler::KeyActivity>()?;
     module.add_class::<crawler::CrawlerWindow>()?;

@@ -1,0 +1,247 @@
+//! Kafka record batches of message format v2, read into kafka-python's `ConsumerRecord`s: the per-record loop of
+//! kafka-python's `DefaultRecordBatch` and `PartitionRecords`, compiled. It makes the same records from the same
+//! bytes (`tests/test_kafka_records.py` holds it to kafka-python's own reader).
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
+
+/// Why a batch's records stopped: bytes that do not parse (the records before them are still handed out, as
+/// kafka-python hands out a batch's records up to the one that fails), or an error in Python.
+enum Failure {
+    Corrupt(String),
+    Python(PyErr),
+}
+
+impl From<PyErr> for Failure {
+    fn from(error: PyErr) -> Self {
+        Self::Python(error)
+    }
+}
+
+impl From<std::convert::Infallible> for Failure {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+fn corrupt<T>(reason: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure::Corrupt(reason.into()))
+}
+
+/// A cursor over a batch's records, reading them as kafka-python's `decode_varint` and `_read_msg` do.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn byte(&mut self) -> Result<u8, Failure> {
+        let Some(&byte) = self.bytes.get(self.at) else {
+            return corrupt("a record runs past the end of its batch");
+        };
+        self.at += 1;
+        Ok(byte)
+    }
+
+    /// A zigzag varint of up to ten bytes. Ten bytes can hold more than 64 bits, which kafka-python reads as a
+    /// Python int too, so the value is wider than i64.
+    fn varint(&mut self) -> Result<i128, Failure> {
+        let mut value: u128 = 0;
+        let mut shift = 0;
+        loop {
+            let byte = self.byte()?;
+            value |= u128::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(((value >> 1) as i128) ^ -((value & 1) as i128));
+            }
+            shift += 7;
+            if shift >= 64 {
+                return corrupt("a varint out of int64 range");
+            }
+        }
+    }
+
+    /// A length, then that many bytes; any negative length is null.
+    fn nullable(&mut self) -> Result<Option<&'a [u8]>, Failure> {
+        let length = self.varint()?;
+        if length < 0 {
+            return Ok(None);
+        }
+        let end = usize::try_from(length)
+            .ok()
+            .and_then(|length| self.at.checked_add(length))
+            .filter(|&end| end <= self.bytes.len());
+        let Some(end) = end else {
+            return corrupt("a record runs past the end of its batch");
+        };
+        let field = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(Some(field))
+    }
+}
+
+/// The fields every record of one batch shares.
+struct BatchHeader {
+    base_offset: i128,
+    leader_epoch: Py<PyAny>,
+    first_timestamp: i128,
+    max_timestamp: Py<PyAny>,
+    log_append_time: bool,
+    timestamp_type: Py<PyAny>,
+}
+
+/// Reads one partition's v2 record batches into `ConsumerRecord`s: kafka-python's `ConsumerRecord` class, its
+/// topic and partition are given once.
+#[pyclass(module = "detectors.native")]
+pub struct RecordBatchReader {
+    record_type: Py<PyType>,
+    tuple_new: Py<PyAny>,
+    topic: Py<PyString>,
+    partition: Py<PyAny>,
+}
+
+#[pymethods]
+impl RecordBatchReader {
+    #[new]
+    fn new(
+        record_type: Bound<'_, PyType>,
+        topic: Bound<'_, PyString>,
+        partition: Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let py = record_type.py();
+        Ok(Self {
+            tuple_new: py.get_type::<PyTuple>().getattr("__new__")?.unbind(),
+            record_type: record_type.unbind(),
+            topic: topic.unbind(),
+            partition: partition.unbind(),
+        })
+    }
+
+    /// The records of `batch` (a kafka-python `DefaultRecordBatch`, its header read through its properties),
+    /// whose records are `buffer[start:]` (decompressed already). Returns the records, their size in bytes as
+    /// kafka-python counts it, and why the batch stopped short, if it did: a record that does not parse, or
+    /// bytes left after the last record.
+    fn read<'py>(
+        &self,
+        batch: &Bound<'py, PyAny>,
+        buffer: &Bound<'py, PyAny>,
+        start: usize,
+    ) -> PyResult<(Bound<'py, PyList>, u64, Option<String>)> {
+        let py = batch.py();
+        let timestamp_type = batch.getattr("timestamp_type")?;
+        let header = BatchHeader {
+            base_offset: batch.getattr("base_offset")?.extract()?,
+            leader_epoch: batch.getattr("leader_epoch")?.unbind(),
+            first_timestamp: batch.getattr("first_timestamp")?.extract()?,
+            max_timestamp: batch.getattr("max_timestamp")?.unbind(),
+            log_append_time: timestamp_type.extract::<i64>()? == 1,
+            timestamp_type: timestamp_type.unbind(),
+        };
+        let count: usize = batch.getattr("records_count")?.extract()?;
+        // A copy: making the records runs Python (the collector), which must not see the buffer borrowed.
+        let bytes: Vec<u8> = buffer.extract()?;
+        let records = PyList::empty(py);
+        let mut cursor = Cursor {
+            bytes: bytes.get(start..).unwrap_or_default(),
+            at: 0,
+        };
+        let mut size = 0u64;
+        for _ in 0..count {
+            let before = cursor.at;
+            match self.record(py, &header, &mut cursor) {
+                Ok(record) => records.append(record)?,
+                Err(Failure::Corrupt(reason)) => return Ok((records, size, Some(reason))),
+                Err(Failure::Python(error)) => return Err(error),
+            }
+            size += (cursor.at - before) as u64;
+        }
+        let left = cursor.bytes.len() - cursor.at;
+        let unconsumed =
+            (left > 0).then(|| format!("{left} unconsumed bytes after all records consumed"));
+        Ok((records, size, unconsumed))
+    }
+}
+
+impl RecordBatchReader {
+    fn record<'py>(
+        &self,
+        py: Python<'py>,
+        header: &BatchHeader,
+        cursor: &mut Cursor<'_>,
+    ) -> Result<Bound<'py, PyAny>, Failure> {
+        let length = cursor.varint()?;
+        let body_start = cursor.at;
+        cursor.varint()?; // the record's attributes: none is defined
+        let timestamp_delta = cursor.varint()?;
+        let offset = header.base_offset + cursor.varint()?;
+        let key = cursor.nullable()?;
+        let value = cursor.nullable()?;
+        let header_count = cursor.varint()?;
+        if header_count < 0 {
+            return corrupt(format!(
+                "found invalid number of record headers {header_count}"
+            ));
+        }
+        let headers = PyList::empty(py);
+        let mut header_size = 0usize;
+        for _ in 0..header_count {
+            let Some(name) = cursor.nullable()? else {
+                return corrupt("a header key of negative size");
+            };
+            let Ok(name) = std::str::from_utf8(name) else {
+                return corrupt("a header key that is not UTF-8");
+            };
+            let content = cursor.nullable()?;
+            header_size += name.len() + content.map_or(0, <[u8]>::len);
+            let content = content.map(|content| PyBytes::new(py, content));
+            headers.append((name, content))?;
+        }
+        if i128::try_from(cursor.at - body_start).ok() != Some(length) {
+            return corrupt(format!(
+                "invalid record size: expected to read {length} bytes in record payload, but instead read {}",
+                cursor.at - body_start
+            ));
+        }
+        let timestamp = if header.log_append_time {
+            header.max_timestamp.bind(py).clone()
+        } else {
+            (header.first_timestamp + timestamp_delta)
+                .into_pyobject(py)?
+                .into_any()
+        };
+        let none = py.None().into_bound(py);
+        let fields = PyTuple::new(
+            py,
+            [
+                self.topic.bind(py).clone().into_any(),
+                self.partition.bind(py).clone(),
+                header.leader_epoch.bind(py).clone(),
+                offset.into_pyobject(py)?.into_any(),
+                timestamp,
+                header.timestamp_type.bind(py).clone(),
+                key.map_or_else(|| none.clone(), |key| PyBytes::new(py, key).into_any()),
+                value.map_or_else(|| none.clone(), |value| PyBytes::new(py, value).into_any()),
+                headers.into_any(),
+                none,
+                size_field(key).into_pyobject(py)?.into_any(),
+                size_field(value).into_pyobject(py)?.into_any(),
+                (if header_count == 0 {
+                    -1
+                } else {
+                    header_size as i64
+                })
+                .into_pyobject(py)?
+                .into_any(),
+            ],
+        )?;
+        let record = self
+            .tuple_new
+            .call1(py, (self.record_type.bind(py), fields))?;
+        Ok(record.into_bound(py))
+    }
+}
+
+/// A key's or value's size as kafka-python's `ConsumerRecord` gives it: -1 for null.
+fn size_field(field: Option<&[u8]>) -> i64 {
+    field.map_or(-1, |field| field.len() as i64)
+}

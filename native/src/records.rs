@@ -2,8 +2,14 @@
 //! kafka-python's `DefaultRecordBatch` and `PartitionRecords`, compiled. It makes the same records from the same
 //! bytes (`tests/test_kafka_records.py` holds it to kafka-python's own reader).
 
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
+
+/// kafka-python's `ConsumerRecord`: topic, partition, leader epoch, offset, timestamp, timestamp type, key, value,
+/// headers, checksum, and the key's, value's and headers' sizes.
+const RECORD_FIELDS: usize = 13;
 
 /// Why a batch's records stopped: bytes that do not parse (the records before them are still handed out, as
 /// kafka-python hands out a batch's records up to the one that fails), or an error in Python.
@@ -95,7 +101,6 @@ struct BatchHeader {
 #[pyclass(module = "detectors.native")]
 pub struct RecordBatchReader {
     record_type: Py<PyType>,
-    tuple_new: Py<PyAny>,
     topic: Py<PyString>,
     partition: Py<PyAny>,
 }
@@ -108,9 +113,13 @@ impl RecordBatchReader {
         topic: Bound<'_, PyString>,
         partition: Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        let py = record_type.py();
+        let fields: usize = record_type.getattr("_fields")?.len()?;
+        if !record_type.is_subclass_of::<PyTuple>()? || fields != RECORD_FIELDS {
+            return Err(PyTypeError::new_err(format!(
+                "records are namedtuples of {RECORD_FIELDS} fields"
+            )));
+        }
         Ok(Self {
-            tuple_new: py.get_type::<PyTuple>().getattr("__new__")?.unbind(),
             record_type: record_type.unbind(),
             topic: topic.unbind(),
             partition: partition.unbind(),
@@ -205,43 +214,68 @@ impl RecordBatchReader {
         let timestamp = if header.log_append_time {
             header.max_timestamp.bind(py).clone()
         } else {
-            (header.first_timestamp + timestamp_delta)
-                .into_pyobject(py)?
-                .into_any()
+            int(py, header.first_timestamp + timestamp_delta)
         };
         let none = py.None().into_bound(py);
-        let fields = PyTuple::new(
-            py,
-            [
-                self.topic.bind(py).clone().into_any(),
-                self.partition.bind(py).clone(),
-                header.leader_epoch.bind(py).clone(),
-                offset.into_pyobject(py)?.into_any(),
-                timestamp,
-                header.timestamp_type.bind(py).clone(),
-                key.map_or_else(|| none.clone(), |key| PyBytes::new(py, key).into_any()),
-                value.map_or_else(|| none.clone(), |value| PyBytes::new(py, value).into_any()),
-                headers.into_any(),
-                none,
-                size_field(key).into_pyobject(py)?.into_any(),
-                size_field(value).into_pyobject(py)?.into_any(),
-                (if header_count == 0 {
+        let fields = [
+            self.topic.bind(py).clone().into_any(),
+            self.partition.bind(py).clone(),
+            header.leader_epoch.bind(py).clone(),
+            int(py, offset),
+            timestamp,
+            header.timestamp_type.bind(py).clone(),
+            key.map_or_else(|| none.clone(), |key| PyBytes::new(py, key).into_any()),
+            value.map_or_else(|| none.clone(), |value| PyBytes::new(py, value).into_any()),
+            headers.into_any(),
+            none,
+            int(py, size_field(key)),
+            int(py, size_field(value)),
+            int(
+                py,
+                if header_count == 0 {
                     -1
                 } else {
-                    header_size as i64
-                })
-                .into_pyobject(py)?
-                .into_any(),
-            ],
-        )?;
-        let record = self
-            .tuple_new
-            .call1(py, (self.record_type.bind(py), fields))?;
-        Ok(record.into_bound(py))
+                    header_size as i128
+                },
+            ),
+        ];
+        Ok(self.new_record(py, fields)?)
+    }
+
+    /// A `ConsumerRecord` of ``fields``, made as `tuple.__new__(ConsumerRecord, fields)` makes it (a namedtuple is a
+    /// tuple subclass without a `__dict__`), without the call's argument tuples.
+    fn new_record<'py>(
+        &self,
+        py: Python<'py>,
+        fields: [Bound<'py, PyAny>; RECORD_FIELDS],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let record_type = self.record_type.bind(py);
+        // SAFETY: `record_type` is a tuple subclass (checked in `new`), so its instances are tuples of the length
+        // allocated; each slot is set once, taking over the reference `into_ptr` gives up.
+        unsafe {
+            let record = ffi::PyType_GenericAlloc(
+                record_type.as_type_ptr(),
+                RECORD_FIELDS as ffi::Py_ssize_t,
+            );
+            let record = Bound::from_owned_ptr_or_err(py, record)?;
+            for (at, field) in fields.into_iter().enumerate() {
+                ffi::PyTuple_SET_ITEM(record.as_ptr(), at as ffi::Py_ssize_t, field.into_ptr());
+            }
+            Ok(record)
+        }
     }
 }
 
+/// A Python int, through a machine integer whenever it fits one.
+fn int(py: Python<'_>, value: i128) -> Bound<'_, PyAny> {
+    match i64::try_from(value) {
+        Ok(value) => value.into_pyobject(py).map(Bound::into_any),
+        Err(_) => value.into_pyobject(py).map(Bound::into_any),
+    }
+    .unwrap_or_else(|never| match never {})
+}
+
 /// A key's or value's size as kafka-python's `ConsumerRecord` gives it: -1 for null.
-fn size_field(field: Option<&[u8]>) -> i64 {
-    field.map_or(-1, |field| field.len() as i64)
+fn size_field(field: Option<&[u8]>) -> i128 {
+    field.map_or(-1, |field| field.len() as i128)
 }

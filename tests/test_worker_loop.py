@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
 from models.config import ConfigError, KafkaConfig, parse_config
@@ -57,21 +58,20 @@ def test_closing_a_poller_that_never_started_closes_its_feed() -> None:
     assert feed.closed
 
 
-class Record:
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
-        self.value = b"{}"
-        self.key = b"k"
+def fetched(tp: TopicPartition, *offsets: int) -> list[ConsumerRecord]:
+    """What kafka-python's poll hands out for ``tp`` at ``offsets``."""
+    return [ConsumerRecord(tp.topic, tp.partition, -1, offset, 0, 0, b"k", b"{}", [], None, 1, 2, -1)
+            for offset in offsets]
 
 
 class FakeConsumer:
     """Answers each poll with the next prepared batch; records the timeouts and sizes asked for."""
 
-    def __init__(self, answers: list[dict[TopicPartition, list[Record]]]) -> None:
+    def __init__(self, answers: list[dict[TopicPartition, list[ConsumerRecord]]]) -> None:
         self.answers = answers
         self.asked: list[tuple[int, int]] = []
 
-    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
         self.asked.append((timeout_ms, max_records))
         return self.answers.pop(0) if self.answers else {}
 
@@ -93,7 +93,7 @@ P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
 
 
 def test_after_a_long_batch_the_poll_also_takes_what_arrived_meanwhile_in_offset_order() -> None:
-    consumer = FakeConsumer([{P1: [Record(5)], P0: [Record(1), Record(2)]}, {P0: [Record(3)], P1: [Record(6)]}])
+    consumer = FakeConsumer([{P1: fetched(P1, 5), P0: fetched(P0, 1, 2)}, {P0: fetched(P0, 3), P1: fetched(P1, 6)}])
     records = source(consumer, catch_up_ms=20, last_poll_ago_s=0.5).poll(10)
     assert [(r.partition, r.offset) for r in records] == [(0, 1), (0, 2), (0, 3), (1, 5), (1, 6)]
     assert consumer.asked == [(500, 10), (20, 7)]  # the second poll waits at most catch_up_ms, for the room left
@@ -102,7 +102,7 @@ def test_after_a_long_batch_the_poll_also_takes_what_arrived_meanwhile_in_offset
 def test_a_restore_that_replays_from_a_checkpoint_drops_what_the_poll_fetched_from_the_committed_offset() -> None:
     # The join hands P1 over and the poll fetches it from the committed offset (7); its restore finds the state
     # checkpointed at 4, so 4..6 are processed first and 7 comes again after them.
-    consumer = FakeConsumer([{P0: [Record(1)], P1: [Record(7), Record(8)]}])
+    consumer = FakeConsumer([{P0: fetched(P0, 1), P1: fetched(P1, 7, 8)}])
     made = source(consumer, catch_up_ms=0, last_poll_ago_s=0.0)
     made.topic = "t"
     made.awaiting_restore = {1}
@@ -115,16 +115,16 @@ def test_a_restore_that_replays_from_a_checkpoint_drops_what_the_poll_fetched_fr
 @pytest.mark.parametrize(
     ("catch_up_ms", "last_poll_ago_s", "first"),
     [
-        (20, 0.001, {P0: [Record(1)]}),  # the previous batch was short: its fetch-ahead is fresh enough
-        (0, 0.5, {P0: [Record(1)]}),  # turned off
-        (20, 0.5, {P0: [Record(1), Record(2)]}),  # the batch is already full
+        (20, 0.001, {P0: fetched(P0, 1)}),  # the previous batch was short: its fetch-ahead is fresh enough
+        (0, 0.5, {P0: fetched(P0, 1)}),  # turned off
+        (20, 0.5, {P0: fetched(P0, 1, 2)}),  # the batch is already full
         (20, 0.5, {}),  # nothing came: the poll already waited for the broker
     ],
 )
 def test_no_second_poll_when_it_cannot_help(
-    catch_up_ms: int, last_poll_ago_s: float, first: dict[TopicPartition, list[Record]]
+    catch_up_ms: int, last_poll_ago_s: float, first: dict[TopicPartition, list[ConsumerRecord]]
 ) -> None:
-    consumer = FakeConsumer([first, {P0: [Record(9)]}])
+    consumer = FakeConsumer([first, {P0: fetched(P0, 9)}])
     source(consumer, catch_up_ms, last_poll_ago_s).poll(2)
     assert len(consumer.asked) == 1
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.telemetry import TelemetryEvent
+from models.timestamps import _MAX_EPOCH_MS as MAX_EPOCH_MS
 from models.timestamps import to_epoch_ms
 from streams.decode import _FAST_DECODER, MAX_EVENT_BYTES, InvalidRecord, _fast_decoder, decode_event, decode_events
 from streams.simulator import SimulationSpec, simulate
@@ -158,6 +159,29 @@ def test_every_plain_timestamp_takes_the_fast_path_with_pydantics_time(moment: d
     assert_same_event(fast, TelemetryEvent.model_validate_json(record))
 
 
+@settings(max_examples=500, deadline=None)
+@given(epoch_ms=st.sampled_from([0, 1, 999, 1000, MAX_EPOCH_MS - 1, MAX_EPOCH_MS]) | st.integers(0, MAX_EPOCH_MS)
+       | st.integers(1_500_000_000_000, 2_000_000_000_000))
+def test_every_epoch_millisecond_timestamp_takes_the_fast_path_with_pydantics_time(epoch_ms: int) -> None:
+    """Epoch milliseconds (a JSON integer), as gateways often write event times: pydantic reads them through a
+    float, and CPython rounds the microsecond half to even from its fraction; the fast path must agree at every
+    one."""
+    record = json.dumps({"event_id": "e", "ts": epoch_ms, "account_id": "a", "api_key_id": "k", "ip": "10.0.0.1",
+                         "endpoint": "/v1/images", "method": "POST", "status": 200, "credits": 1}).encode()
+    fast = _FAST_DECODER.decode(record)
+    assert fast is not None
+    assert_same_event(fast, TelemetryEvent.model_validate_json(record))
+
+
+@pytest.mark.parametrize("epoch_ms", [-1, MAX_EPOCH_MS + 1, 2**63, -(2**63) - 1])
+def test_epoch_milliseconds_out_of_range_are_left_to_pydantic(epoch_ms: int) -> None:
+    record = json.dumps({"event_id": "e", "ts": epoch_ms, "account_id": "a", "api_key_id": "k", "ip": "10.0.0.1",
+                         "endpoint": "/v1/images", "method": "POST", "status": 200, "credits": 1}).encode()
+    assert _FAST_DECODER.decode(record) is None
+    with pytest.raises(InvalidRecord, match="ts"):
+        decode_event(record)
+
+
 def test_the_simulators_records_take_the_fast_path(tmp_path: Path) -> None:
     events, _ = simulate(SimulationSpec(accounts=5, duration_s=600, seed=3, scenarios_per_kind=0))
     rows = list(events)
@@ -173,7 +197,7 @@ def test_the_simulators_records_take_the_fast_path(tmp_path: Path) -> None:
 def test_records_outside_the_plain_shape_are_still_decoded_or_refused_by_pydantic() -> None:
     base = {"event_id": "e", "ts": "2026-01-05T00:00:00Z", "account_id": "a", "api_key_id": "k", "ip": "10.0.0.1",
             "endpoint": "/v1/images", "method": "POST", "status": 200, "credits": 1}
-    for other in ({"ts": 1767571200000}, {"ts": "2026-01-05T01:00:00+01:00"}, {"status": "200"}, {"tier": "pro"}):
+    for other in ({"ts": 1767571200000.0}, {"ts": "2026-01-05T01:00:00+01:00"}, {"status": "200"}, {"tier": "pro"}):
         record = json.dumps({**base, **other}).encode()
         assert _FAST_DECODER.decode(record) is None
         assert decode_event(record) == TelemetryEvent.model_validate_json(record)

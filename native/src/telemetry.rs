@@ -259,10 +259,12 @@ impl EventDecoder {
         if reader.end().is_err() {
             return Ok(None);
         }
-        let Value::Text(ts) = &values[self.timestamp] else {
-            return Ok(None);
+        let time = match &values[self.timestamp] {
+            Value::Text(ts) => UtcTime::parse(ts),
+            Value::Integer(epoch_ms) => UtcTime::from_epoch_ms(*epoch_ms),
+            _ => None,
         };
-        let Some(time) = UtcTime::parse(ts) else {
+        let Some(time) = time else {
             return Ok(None);
         };
         if !self
@@ -278,7 +280,7 @@ impl EventDecoder {
             let name = field.name.bind(py);
             match value {
                 Value::Absent | Value::Null => {} // None already
-                Value::Text(_) if field.kind == Kind::Timestamp => {
+                Value::Text(_) | Value::Integer(_) if field.kind == Kind::Timestamp => {
                     data.set_item(name, time.datetime(py, self.utc.bind(py))?)?
                 }
                 Value::Text(text) => data.set_item(name, self.strings.string(py, text))?,
@@ -336,6 +338,7 @@ impl Field {
                 self.kind == Kind::Timestamp
                     || (self.min_length..=self.max_length).contains(&text.chars().count())
             }
+            Value::Integer(_) if self.kind == Kind::Timestamp => true, // its range is `from_epoch_ms`'s
             Value::Integer(number) => {
                 let number = *number as f64;
                 number >= self.ge && number <= self.le
@@ -401,6 +404,34 @@ impl UtcTime {
         in_range.then_some(time)
     }
 
+    /// The time the model makes of epoch milliseconds (a JSON integer): pydantic reads the integer as a float,
+    /// `timestamps._epoch_ms_to_utc` checks its range and returns `datetime.fromtimestamp(ms / 1000.0, tz=UTC)`,
+    /// whose microsecond CPython rounds half to even from the float's fraction (`_PyTime_DoubleToDenominator`).
+    fn from_epoch_ms(epoch_ms: i64) -> Option<Self> {
+        if !(0..=MAX_EPOCH_MS).contains(&epoch_ms) {
+            return None;
+        }
+        let seconds = epoch_ms as f64 / 1000.0; // exact below 2**53, as Python's float() of the integer is
+        let mut whole = seconds.trunc();
+        let mut fraction = round_half_even((seconds - whole) * 1e6);
+        if fraction >= 1e6 {
+            fraction -= 1e6;
+            whole += 1.0;
+        }
+        let whole = whole as i64;
+        let (year, month, day) = civil_from_days(whole.div_euclid(86_400));
+        let second_of_day = whole.rem_euclid(86_400);
+        Some(Self {
+            year,
+            month,
+            day,
+            hour: (second_of_day / 3_600) as u8,
+            minute: (second_of_day / 60 % 60) as u8,
+            second: (second_of_day % 60) as u8,
+            microsecond: fraction as u32,
+        })
+    }
+
     fn epoch_microseconds(&self) -> i64 {
         let seconds = days_from_civil(self.year, self.month, self.day) * 86_400
             + i64::from(self.hour) * 3_600
@@ -441,6 +472,38 @@ fn days_in_month(year: i32, month: u8) -> u8 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
+}
+
+/// `timestamps._MAX_EPOCH_MS`: 9999-12-31T23:59:59.999Z, the last time a datetime holds.
+const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
+
+/// CPython's `_PyTime_RoundHalfEven`.
+fn round_half_even(value: f64) -> f64 {
+    let rounded = value.round();
+    if (value - rounded).abs() == 0.5 {
+        2.0 * (value / 2.0).round()
+    } else {
+        rounded
+    }
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i32, u8, u8) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u8;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u8;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year as i32, month, day)
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
@@ -558,7 +621,7 @@ impl<'de> Visitor<'de> for ValueSeed {
 
     fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
         match self.kind {
-            Kind::Integer => Ok(Value::Integer(number)),
+            Kind::Integer | Kind::Timestamp => Ok(Value::Integer(number)),
             Kind::Number => Ok(Value::Number(number as f64)),
             _ => Err(E::custom("a number where the plain shape has none")),
         }
@@ -566,7 +629,7 @@ impl<'de> Visitor<'de> for ValueSeed {
 
     fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
         match self.kind {
-            Kind::Integer => i64::try_from(number)
+            Kind::Integer | Kind::Timestamp => i64::try_from(number)
                 .map(Value::Integer)
                 .map_err(|_| E::custom("an integer past 64 bits")),
             Kind::Number => Ok(Value::Number(number as f64)),

@@ -97,7 +97,7 @@ class CompiledPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
 
 
 def read_records_compiled(consumer: KafkaConsumer) -> None:
-    """Have ``consumer`` read its fetched records with `CompiledPartitionRecords` (it must have no deserializers)."""
+    """Have ``consumer`` read its fetched records with `CompiledPartitionRecords`."""
     fetcher = consumer._fetcher
     if not isinstance(getattr(fetcher, "PartitionRecords", None), type):
         raise RuntimeError("this kafka-python's fetcher has no PartitionRecords to replace; Warden is written for 3.0")

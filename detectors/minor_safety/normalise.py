@@ -32,6 +32,7 @@ _LEET = {"0": "o", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "
 # "1" stands for both i and l ("k1d", "1ittle"), so the text is read once with each.
 _LEET_I = str.maketrans({**_LEET, "1": "i"})
 _LEET_L = str.maketrans({**_LEET, "1": "l"})
+_LEET_CHARACTER = re.compile("[" + re.escape("".join(map(chr, _LEET_I))) + "]")
 # Letters or digits split by one repeated space or punctuation mark ("n u d e", "n.u.d.e", "1 3") are
 # joined back; the same mark throughout keeps "a k.i.d" from swallowing the article.
 _SPLIT_WORD = re.compile(r"(?<![^\W_])[^\W_]([\s.\-_*·•,'~/\\])[^\W_](?:\1[^\W_])+(?![^\W_])")
@@ -67,17 +68,12 @@ def plain_form(text: str) -> str:
 def word_forms(plain: str) -> list[str]:
     """The forms lexicon words are matched in: as written, with leetspeak read both ways, and with
     stretched letters ("nuuude", "sexxxy") squeezed to two and to one."""
-    forms = [plain]
-    rejoined = None  # most prompts have no leetspeak character: both readings are the plain form, joined again
-    for table in (_LEET_I, _LEET_L):
-        leet = plain.translate(table)
-        if leet != plain:
-            forms.append(_joined(leet))
-            continue
-        if rejoined is None:
-            rejoined = _joined(plain)
-        forms.append(rejoined)
-    forms = list(dict.fromkeys(forms))
+    if _LEET_CHARACTER.search(plain) is None:  # most prompts: both readings are the plain form, joined again
+        forms = list(dict.fromkeys([plain, _joined(plain)]))
+    else:
+        forms = list(dict.fromkeys([plain, *(_joined(plain.translate(table)) for table in (_LEET_I, _LEET_L))]))
+    if _STRETCHED.search(MATCH_SEPARATOR.join(forms)) is None:  # most prompts: squeezing changes no form
+        return forms
     squeezed = [_STRETCHED.sub(r"\1\1", form) for form in forms] + [_STRETCHED.sub(r"\1", form) for form in forms]
     return list(dict.fromkeys(forms + squeezed))
 

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import joblib
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from detectors.minor_safety import MinorSafetyDetector
 from detectors.minor_safety.detector import redact, shared_scorer
+from detectors.minor_safety.lexicon import CATEGORIES, WORD_AGE, WORD_AGE_ANCHOR
 from detectors.minor_safety.model import MODEL_VERSION, load_model
 from detectors.minor_safety.normalise import plain_form
 from detectors.minor_safety.scoring import PromptScorer
@@ -271,3 +274,25 @@ def test_detectors_with_the_same_settings_share_one_score_cache() -> None:
     assert first.scorer.cache_hits == before + 1
     other = MinorSafetyDetector(MinorSafetyConfig(score_cache_size=8), StateConfig())
     assert other.scorer is not first.scorer  # other settings, other scores: a scorer of their own
+
+
+_ANCHORED_TOKENS = (
+    "1st", "3rd", "12th", "13th", "first", "ninth", "grade", "grader", "graders", "grad", "year", "years", "yrs",
+    "yr", "pupil", "students", "girl", "boys", "old", "olds", "o", "seven", "twelve", "teen", "7", "12", "-", " ",
+    "  ", ".", "x", "year 7 ", "grade 3", "3rd-", "seven-", "years old", "yrs-olds", " pupils",
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@example("year 7 pupil")
+@example("4th grader")
+@example("grade 9")
+@example("ten yrs old")
+@given(st.lists(st.sampled_from(_ANCHORED_TOKENS), max_size=10).map("".join))
+def test_every_match_of_an_anchored_pattern_holds_one_of_its_anchors(text: str) -> None:
+    """An anchor is what lets the lexicon skip a pattern's search: a match without one would be a missed hit."""
+    anchored = [(category.pattern, category.anchors) for category in CATEGORIES if category.anchors]
+    assert anchored
+    for pattern, anchors in [*anchored, (WORD_AGE, (WORD_AGE_ANCHOR,))]:
+        if pattern.search(text):
+            assert any(anchor in text for anchor in anchors), (pattern.pattern, text)

@@ -21,12 +21,16 @@ class Signal(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Category:
-    """One named family of terms; ``strong`` ones suffice on their own as their signal."""
+    """One named family of terms; ``strong`` ones suffice on their own as their signal.
+
+    ``anchors``: literals of which every match of ``pattern`` holds one (a test checks it), so a text holding none
+    is not searched: a plain substring test instead of a regex pass, for the patterns that cost the most."""
 
     name: str
     signal: Signal
     strong: bool
     pattern: re.Pattern[str]
+    anchors: tuple[str, ...] = ()
 
 
 def _words(*alternatives: str) -> re.Pattern[str]:
@@ -58,12 +62,14 @@ AGE_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(?<!\d)(\d{1,2}) ?(?:岁|歲|歳|才)"),
 )
 WORD_AGE = re.compile(rf"(?<!\w)(?:{_EN_AGE_WORDS}) ?-? ?(?:years?|yrs?) ?-? ?olds?(?!\w)")
+WORD_AGE_ANCHOR = "old"
+"""Every match of ``WORD_AGE`` holds it (see ``Category.anchors``)."""
 
 CATEGORIES: tuple[Category, ...] = (
     Category("grade_level", Signal.MINOR, True, re.compile(
         rf"(?<!\w)(?:(?:[1-9]|1[0-2])(?:st|nd|rd|th)|{_ORDINALS}) ?-? ?grad(?:e|er|ers)(?!\w)"
         r"|(?<!\w)grade (?:[1-9]|1[0-2])(?!\d)|(?<!\w)year [1-9] (?:pupil|student|girl|boy)s?(?!\w)"
-    )),
+    ), anchors=("grad", "year")),
     Category("school_term", Signal.MINOR, True, _words(
         "kindergartn?en?(?:er)?s?", "elementary school(?:er)?s?", "middle school(?:er)?s?", "primary school",
         "junior high", "grade school(?:er)?", "schoolgirls?", "schoolboys?", "school girls?", "school boys?",

@@ -23,6 +23,7 @@ from detectors.minor_safety.lexicon import (
     DEPICTION,
     PROTECTIVE_CONTEXT,
     WORD_AGE,
+    WORD_AGE_ANCHOR,
     Signal,
 )
 from detectors.minor_safety.model import PromptModel, model_input
@@ -59,7 +60,7 @@ _DIGIT = re.compile(r"\d")
 
 
 def _stated_minor_age(plain: str) -> bool:
-    if WORD_AGE.search(plain):
+    if WORD_AGE_ANCHOR in plain and WORD_AGE.search(plain):
         return True
     if _DIGIT.search(plain) is None:  # most prompts: skip the age patterns, which all read digits
         return False
@@ -74,6 +75,8 @@ def lexicon_match(prompt: PromptForms) -> LexiconMatch:
     if _stated_minor_age(plain):
         found["stated_age_under_18"] = (Signal.MINOR, True)
     for category in CATEGORIES:
+        if category.anchors and not any(anchor in forms for anchor in category.anchors):
+            continue
         if category.pattern.search(forms):
             signal, strong = found.get(category.name, (category.signal, False))
             found[category.name] = (signal, strong or category.strong)

@@ -280,6 +280,8 @@ _ANCHORED_TOKENS = (
     "1st", "3rd", "12th", "13th", "first", "ninth", "grade", "grader", "graders", "grad", "year", "years", "yrs",
     "yr", "pupil", "students", "girl", "boys", "old", "olds", "o", "seven", "twelve", "teen", "7", "12", "-", " ",
     "  ", ".", "x", "year 7 ", "grade 3", "3rd-", "seven-", "years old", "yrs-olds", " pupils",
+    "pre", "pubescent", "prepubertal", "puberty", "before", "hasn t", "not", "yet ", "reached", "developed",
+    "undeveloped", "chest", "training", "bra", "barely",
 )
 
 
@@ -288,6 +290,12 @@ _ANCHORED_TOKENS = (
 @example("4th grader")
 @example("grade 9")
 @example("ten yrs old")
+@example("pre-pubescent")
+@example("prepuberty")
+@example("has not yet hit puberty")
+@example("not yet developed")
+@example("undeveloped chest")
+@example("training bra")
 @given(st.lists(st.sampled_from(_ANCHORED_TOKENS), max_size=10).map("".join))
 def test_every_match_of_an_anchored_pattern_holds_one_of_its_anchors(text: str) -> None:
     """An anchor is what lets the lexicon skip a pattern's search: a match without one would be a missed hit."""

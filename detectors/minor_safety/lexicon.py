@@ -100,7 +100,7 @@ CATEGORIES: tuple[Category, ...] = (
         "pre ?pubescent", "prepubert(?:al|y)", "before puberty", "(?:not|hasnt|hasn t|has not) (?:yet )?"
         "(?:hit|reached|started) puberty", "not (?:yet )?developed", "undeveloped (?:body|chest|breasts)",
         "training bra", "barely developed",
-    )),
+    ), anchors=("pubescent", "pubert", "developed", "training")),
     Category("teen_term", Signal.MINOR, False, _words(
         "teens?", "teenage", "teenagers?", "teenies?", "barely legal", "high school(?:er)?s?", "adolescentes?",
         "ados", "jugendliche?n?", "young teens?",

@@ -282,6 +282,10 @@ _ANCHORED_TOKENS = (
     "  ", ".", "x", "year 7 ", "grade 3", "3rd-", "seven-", "years old", "yrs-olds", " pupils",
     "pre", "pubescent", "prepubertal", "puberty", "before", "hasn t", "not", "yet ", "reached", "developed",
     "undeveloped", "chest", "training", "bra", "barely",
+    "teens", "teenagers", "legal", "high", "schooler", "adolescentes", "ados", "jugendlichen", "young",
+    "kindergartner", "elementary", "middle", "primary", "junior", "schoolgirl", "escuela", "escola", "primaria",
+    "colegiala", "ensino", "fundamental", "ecole", "primaire", "ecoliere", "collegienne", "grundschule",
+    "grundschulerin", "schulmadchen",
 )
 
 
@@ -296,6 +300,23 @@ _ANCHORED_TOKENS = (
 @example("not yet developed")
 @example("undeveloped chest")
 @example("training bra")
+@example("teenies")
+@example("barely legal")
+@example("high schoolers")
+@example("adolescente")
+@example("ados")
+@example("jugendliche")
+@example("kindergarten")
+@example("elementary schooler")
+@example("junior high")
+@example("escuela primaria")
+@example("colegiala")
+@example("ensino fundamental")
+@example("ecole primaire")
+@example("ecoliere")
+@example("collegienne")
+@example("grundschulerin")
+@example("schulmadchen")
 @given(st.lists(st.sampled_from(_ANCHORED_TOKENS), max_size=10).map("".join))
 def test_every_match_of_an_anchored_pattern_holds_one_of_its_anchors(text: str) -> None:
     """An anchor is what lets the lexicon skip a pattern's search: a match without one would be a missed hit."""

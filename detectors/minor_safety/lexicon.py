@@ -75,7 +75,7 @@ CATEGORIES: tuple[Category, ...] = (
         "junior high", "grade school(?:er)?", "schoolgirls?", "schoolboys?", "school girls?", "school boys?",
         "escuela primaria", "colegiala", "escola primaria", "ensino fundamental", "ecole primaire", "ecoliere",
         "collegienne", "grundschule", "grundschulerin", "schulmadchen",
-    )),
+    ), anchors=("kindergart", "school", "junior", "primaria", "colegiala", "ensino", "ecol", "collegienne", "schul")),
     Category("school_term", Signal.MINOR, True, _substrings("小学生", "中学生", "小学", "初中生")),
     Category("child_term", Signal.MINOR, True, _words(
         "child", "childs", "children", "childern", "chlid", "chid", "(?<!goat.)kids?(?!.goats?)", "kiddies?",
@@ -104,7 +104,7 @@ CATEGORIES: tuple[Category, ...] = (
     Category("teen_term", Signal.MINOR, False, _words(
         "teens?", "teenage", "teenagers?", "teenies?", "barely legal", "high school(?:er)?s?", "adolescentes?",
         "ados", "jugendliche?n?", "young teens?",
-    )),
+    ), anchors=("teen", "legal", "school", "adolescent", "ados", "jugendlich")),
     Category("teen_term", Signal.MINOR, False, _substrings("少女", "少年", "青少年", "女子高生", "女高中生")),
     Category("sexual", Signal.INTENT, True, _words(
         "nudes?", "nudity", "naked", "nekkid", "nekid", "noods?", "nuds?", "explicit", "explict", "erotic",

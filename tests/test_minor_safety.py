@@ -286,6 +286,10 @@ _ANCHORED_TOKENS = (
     "kindergartner", "elementary", "middle", "primary", "junior", "schoolgirl", "escuela", "escola", "primaria",
     "colegiala", "ensino", "fundamental", "ecole", "primaire", "ecoliere", "collegienne", "grundschule",
     "grundschulerin", "schulmadchen",
+    "little", "lil", "tiny", "wee", "girls", "boy", "ones", "princess", "ninita", "ninito", "menininha",
+    "menininho", "petite", "fille", "petit", "garcon", "kleines", "madchen", "kleiner", "junge",
+    "sex", "panties", "sensual", "provocative", "naughty", "inappropriately", "love", "romantic", "scene", "make",
+    "making", "out",
 )
 
 
@@ -317,6 +321,24 @@ _ANCHORED_TOKENS = (
 @example("collegienne")
 @example("grundschulerin")
 @example("schulmadchen")
+@example("tiny princess")
+@example("little girl")
+@example("lil boys")
+@example("wee ones")
+@example("ninito")
+@example("menininha")
+@example("petite fille")
+@example("petit garcon")
+@example("kleines madchen")
+@example("kleiner junge")
+@example("sex")
+@example("panties")
+@example("sensual")
+@example("provocative")
+@example("naughty")
+@example("inappropriately")
+@example("love scene")
+@example("making out")
 @given(st.lists(st.sampled_from(_ANCHORED_TOKENS), max_size=10).map("".join))
 def test_every_match_of_an_anchored_pattern_holds_one_of_its_anchors(text: str) -> None:
     """An anchor is what lets the lexicon skip a pattern's search: a match without one would be a missed hit."""

@@ -95,7 +95,7 @@ CATEGORIES: tuple[Category, ...] = (
     Category("diminutive", Signal.MINOR, True, _words(
         "(?:little|lil|tiny|young|wee) (?:girls?|boys?|ones?|princess)", "ninita", "ninito", "menininha",
         "menininho", "petite fille", "petit garcon", "kleines madchen", "kleiner junge",
-    )),
+    ), anchors=("girl", "boy", "one", "princess", "ninit", "menininh", "petit", "klein")),
     Category("body_development", Signal.MINOR, True, _words(
         "pre ?pubescent", "prepubert(?:al|y)", "before puberty", "(?:not|hasnt|hasn t|has not) (?:yet )?"
         "(?:hit|reached|started) puberty", "not (?:yet )?developed", "undeveloped (?:body|chest|breasts)",
@@ -134,7 +134,7 @@ CATEGORIES: tuple[Category, ...] = (
     Category("suggestive", Signal.INTENT, False, _words(
         "sex", "panties", "sensual", "provocative", "naughty", "inappropriate(?:ly)?", "love scene",
         "romantic scene", "make out", "making out",
-    )),
+    ), anchors=("sex", "panties", "sensual", "provocative", "naughty", "inappropriate", "scene", "out")),
 )
 
 # Contexts where minor and sexual terms meet innocently: policy, moderation, protection, medicine.

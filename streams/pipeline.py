@@ -26,6 +26,7 @@ from streams.records import Channel, OutputRecord, SourceRecord
 
 POLICY_STATE = "policy"
 _EVENT_TIME = attrgetter("ts_ms")
+"""An event's time in epoch ms, read in C: the watermark reads every event of a batch."""
 _EVENT_THEN_DETECTOR = itemgetter(0, 1)
 _CHUNK_RECORDS = 1000
 """A batch (10,000 records by default, one commit point) is decoded and processed this many records at a time.
@@ -33,7 +34,6 @@ Every detector's step reads every event; a whole batch's events (~15 MB with the
 built in fresh memory and had left the cache by the next detector, where a chunk's are built in the memory the
 last chunk's left. Replays of the benchmark workload, interleaved in one session: 93-98k events/s a whole batch
 at a time, 111-119k in chunks."""
-"""An event's time in epoch ms, read in C: the watermark reads every event of a batch."""
 
 
 @dataclass

@@ -202,9 +202,7 @@ def _bare_consumer_rate(topic: str, total: int, compiled_records: bool = False) 
     fetching = KafkaConfig()
     consumer = KafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=f"bare-{uuid.uuid4().hex[:6]}",
                              auto_offset_reset="earliest", enable_auto_commit=False,
-                             max_poll_records=fetching.max_poll_records, fetch_max_bytes=fetching.fetch_max_bytes,
-                             max_partition_fetch_bytes=fetching.max_partition_fetch_bytes,
-                             fetch_max_wait_ms=fetching.fetch_max_wait_ms)
+                             max_poll_records=fetching.max_poll_records, **fetching.fetch_options())
     if compiled_records:
         read_records_compiled(consumer)
     seen = 0

@@ -481,6 +481,15 @@ class KafkaConfig(_Section):
     )
     security: KafkaSecurityConfig = KafkaSecurityConfig()
 
+    def fetch_options(self) -> dict[str, int]:
+        """How every consumer that reads in bulk fetches (the input's and the changelog's), as kafka-python
+        options."""
+        return {
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "fetch_max_bytes": self.fetch_max_bytes,
+            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+        }
+
 
 class ServerConfig(_Section):
     """The HTTP endpoint that serves /healthz and /metrics while ``warden run`` works."""

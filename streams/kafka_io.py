@@ -98,9 +98,7 @@ class KafkaSource(Source):
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=config.max_poll_records,
-            fetch_max_wait_ms=config.fetch_max_wait_ms,
-            fetch_max_bytes=config.fetch_max_bytes,
-            max_partition_fetch_bytes=config.max_partition_fetch_bytes,
+            **config.fetch_options(),
             session_timeout_ms=config.session_timeout_ms,
             heartbeat_interval_ms=max(1000, config.session_timeout_ms // 4),
             **config.security.client_options(),
@@ -230,8 +228,7 @@ class ChangelogReader:
                 group_id=None,
                 enable_auto_commit=False,
                 isolation_level="read_committed",
-                fetch_max_bytes=config.fetch_max_bytes,
-                max_partition_fetch_bytes=config.max_partition_fetch_bytes,
+                **config.fetch_options(),
                 **config.security.client_options(),
             )
             read_records_compiled(self._reader)

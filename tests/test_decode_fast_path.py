@@ -159,24 +159,42 @@ def test_every_plain_timestamp_takes_the_fast_path_with_pydantics_time(moment: d
     assert_same_event(fast, TelemetryEvent.model_validate_json(record))
 
 
+LAST_FAST_EPOCH_MS = (2**53 - 1) // 1000
+"""The last epoch millisecond (in the year 2255) whose microseconds a double holds exactly: past it,
+``datetime.timestamp()`` rounds them, and the fast path leaves the time to pydantic."""
+
+
+def _epoch_ms_record(epoch_ms: int) -> bytes:
+    return json.dumps({"event_id": "e", "ts": epoch_ms, "account_id": "a", "api_key_id": "k", "ip": "10.0.0.1",
+                       "endpoint": "/v1/images", "method": "POST", "status": 200, "credits": 1}).encode()
+
+
 @settings(max_examples=500, deadline=None)
-@given(epoch_ms=st.sampled_from([0, 1, 999, 1000, MAX_EPOCH_MS - 1, MAX_EPOCH_MS]) | st.integers(0, MAX_EPOCH_MS)
-       | st.integers(1_500_000_000_000, 2_000_000_000_000))
+@given(epoch_ms=st.sampled_from([0, 1, 999, 1000, LAST_FAST_EPOCH_MS - 1, LAST_FAST_EPOCH_MS])
+       | st.integers(0, LAST_FAST_EPOCH_MS) | st.integers(1_500_000_000_000, 2_000_000_000_000))
 def test_every_epoch_millisecond_timestamp_takes_the_fast_path_with_pydantics_time(epoch_ms: int) -> None:
     """Epoch milliseconds (a JSON integer), as gateways often write event times: pydantic reads them through a
     float, and CPython rounds the microsecond half to even from its fraction; the fast path must agree at every
     one."""
-    record = json.dumps({"event_id": "e", "ts": epoch_ms, "account_id": "a", "api_key_id": "k", "ip": "10.0.0.1",
-                         "endpoint": "/v1/images", "method": "POST", "status": 200, "credits": 1}).encode()
+    record = _epoch_ms_record(epoch_ms)
     fast = _FAST_DECODER.decode(record)
     assert fast is not None
     assert_same_event(fast, TelemetryEvent.model_validate_json(record))
 
 
+@settings(max_examples=200, deadline=None)
+@given(epoch_ms=st.sampled_from([LAST_FAST_EPOCH_MS + 1, 181_308_005_023_221, MAX_EPOCH_MS])
+       | st.integers(LAST_FAST_EPOCH_MS + 1, MAX_EPOCH_MS))
+def test_epoch_milliseconds_past_a_doubles_microseconds_are_left_to_pydantic(epoch_ms: int) -> None:
+    """181,308,005,023,221 (the year 7715) was decoded on the fast path with a ``ts_ms`` one below the model's."""
+    record = _epoch_ms_record(epoch_ms)
+    assert _FAST_DECODER.decode(record) is None
+    assert decode_event(record) == TelemetryEvent.model_validate_json(record)
+
+
 @pytest.mark.parametrize("epoch_ms", [-1, MAX_EPOCH_MS + 1, 2**63, -(2**63) - 1])
 def test_epoch_milliseconds_out_of_range_are_left_to_pydantic(epoch_ms: int) -> None:
-    record = json.dumps({"event_id": "e", "ts": epoch_ms, "account_id": "a", "api_key_id": "k", "ip": "10.0.0.1",
-                         "endpoint": "/v1/images", "method": "POST", "status": 200, "credits": 1}).encode()
+    record = _epoch_ms_record(epoch_ms)
     assert _FAST_DECODER.decode(record) is None
     with pytest.raises(InvalidRecord, match="ts"):
         decode_event(record)

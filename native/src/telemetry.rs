@@ -400,8 +400,14 @@ impl UtcTime {
             && time.hour < 24
             && time.minute < 60
             && time.second < 60
-            && time.epoch_microseconds().abs() < EXACT_MICROSECONDS;
+            && time.exact_in_a_double();
         in_range.then_some(time)
+    }
+
+    /// Whether `datetime.timestamp()` of this time is its microseconds over 10**6 as `epoch_ms` divides them:
+    /// only while a double holds the microseconds exactly. Later times (past the year 2255) go to pydantic.
+    fn exact_in_a_double(&self) -> bool {
+        self.epoch_microseconds().abs() < EXACT_MICROSECONDS
     }
 
     /// The time the model makes of epoch milliseconds (a JSON integer): pydantic reads the integer as a float,
@@ -421,7 +427,7 @@ impl UtcTime {
         let whole = whole as i64;
         let (year, month, day) = civil_from_days(whole.div_euclid(86_400));
         let second_of_day = whole.rem_euclid(86_400);
-        Some(Self {
+        let time = Self {
             year,
             month,
             day,
@@ -429,7 +435,8 @@ impl UtcTime {
             minute: (second_of_day / 60 % 60) as u8,
             second: (second_of_day % 60) as u8,
             microsecond: fraction as u32,
-        })
+        };
+        time.exact_in_a_double().then_some(time)
     }
 
     fn epoch_microseconds(&self) -> i64 {

@@ -302,14 +302,19 @@ class KafkaSink(Sink):
         for topic in self._topics.values():
             self.producer.partitions_for(topic)
         self._open = False
+        self._offsets_sent: Any = None  # the open transaction's offsets, sent as it began (``_send_offsets``)
 
     def channels(self) -> frozenset[Channel]:
         return frozenset(self._topics)
 
-    def begin(self) -> None:
-        if self.config.transactions:
-            self.producer.begin_transaction()
-            self._open = True
+    def begin(self, source: Source, positions: dict[int, int]) -> None:
+        if not self.config.transactions:
+            super().begin(source, positions)
+            return
+        self.producer.begin_transaction()
+        self._open = True
+        if positions:  # a checkpoint of its own (a clean stop) consumes nothing
+            self._offsets_sent = self._send_offsets(positions)
 
     def add(self, record: OutputRecord) -> None:
         self.producer.send(
@@ -323,18 +328,33 @@ class KafkaSink(Sink):
     def flush(self) -> None:
         self.producer.flush()
 
-    def commit(self, source: Source, positions: dict[int, int]) -> None:
+    def _send_offsets(self, positions: dict[int, int]) -> Any:
+        """The batch's consumed offsets into the open transaction, without waiting for the broker's answers.
+
+        ``KafkaProducer.send_offsets_to_transaction`` waits for two round trips (AddOffsetsToTxn to the
+        transaction coordinator, then TxnOffsetCommit to the group's), and a commit that sent them last waited
+        for them after the batch's work. Sent as the batch begins, they are answered while it is processed.
+        This is that method without its wait, on kafka-python internals that the version pin keeps stable;
+        ``commit`` waits on the result it returns."""
+        producer = self.producer
+        sent = producer._transaction_manager.send_offsets_to_transaction(
+            self.source.offsets(positions), self.source.consumer.group_metadata()
+        )
+        producer._sender.wakeup()
+        return sent
+
+    def commit(self) -> None:
         if not self.config.transactions:
-            super().commit(source, positions)
+            super().commit()
             return
-        if positions:  # a checkpoint of its own (a clean stop) consumes nothing
-            self.producer.send_offsets_to_transaction(
-                self.source.offsets(positions), self.source.consumer.group_metadata()
-            )
+        sent, self._offsets_sent = self._offsets_sent, None
+        if sent is not None:
+            sent.wait()  # raises what the broker answered, like send_offsets_to_transaction
         self.producer.commit_transaction()
         self._open = False
 
     def abort(self) -> None:
+        self._offsets_sent = None
         if self._open:
             self._open = False
             try:

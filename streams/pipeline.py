@@ -44,7 +44,7 @@ class BatchResult:
     findings: list[Finding] = field(default_factory=list)
     actions: list[EnforcementAction] = field(default_factory=list)
     positions: dict[int, int] = field(default_factory=dict)
-    """Per input partition, the offset after the batch's last record: where the source commits to."""
+    """Per input partition, where the source commits to (``Pipeline.commit_positions``)."""
 
 
 class PartitionProcessor:
@@ -226,8 +226,19 @@ class Pipeline:
         """Forget a revoked partition; its state lives on in the changelog for the next owner."""
         self.processors.pop(partition, None)
 
+    def commit_positions(self, records: list[SourceRecord]) -> dict[int, int]:
+        """Per input partition, the offset after the batch's last record, or further where a restore is replaying
+        up to a later offset (committing less would emit the replayed outputs again): where the source commits
+        to once the batch is done. Known before the batch is processed, so a transactional sink sends it ahead."""
+        ends = {record.partition: record.offset + 1 for record in records}  # a partition's records in offset order
+        for partition, end in ends.items():
+            processor = self.processors.get(partition)
+            if processor is not None and processor.replay_until > end:
+                ends[partition] = processor.replay_until
+        return ends
+
     def process(self, records: list[SourceRecord]) -> BatchResult:
-        result = BatchResult()
+        result = BatchResult(positions=self.commit_positions(records))
         # One commit point, decoded and processed a chunk of records at a time: each chunk's events are freed
         # before the next chunk's are built, in the memory they leave, which is still in cache.
         for start in range(0, len(records), _CHUNK_RECORDS):
@@ -268,12 +279,9 @@ class Pipeline:
                 processor.process(events[: replayed[partition]])  # their outputs were committed before
                 events = events[replayed[partition] :]
             findings, actions = processor.process(events)
-            processor.position = result.positions[partition] = chunk_end[partition]
-            if processor.replay_until:
-                # Committing less than what was committed before the restore would emit the replayed outputs again.
-                result.positions[partition] = max(chunk_end[partition], processor.replay_until)
-                if processor.position >= processor.replay_until:
-                    processor.replay_until = 0
+            processor.position = chunk_end[partition]
+            if processor.position >= processor.replay_until:
+                processor.replay_until = 0
             result.findings.extend(findings)
             result.actions.extend(actions)
             if Channel.FINDINGS in self.channels:

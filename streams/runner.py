@@ -85,11 +85,11 @@ class Runner:
         if not records:
             return None
         started = time.perf_counter()
-        with self._transaction():
+        with self._transaction(self.pipeline.commit_positions(records)):
             result = self.pipeline.process(records)
             for output in result.outputs:
                 self.sink.add(output)
-            self.sink.commit(self.source, result.positions)
+            self.sink.commit()
         metrics.record_batch(result, time.perf_counter() - started, self.wall_clock() if self.wall_clock else None)
         metrics.record_state(self.pipeline)
         self.summary.add(result)
@@ -100,15 +100,16 @@ class Runner:
         records = self.pipeline.checkpoint_all()
         if not records:
             return
-        with self._transaction():
+        with self._transaction({}):
             for record in records:
                 self.sink.add(record)
-            self.sink.commit(self.source, {})
+            self.sink.commit()
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One commit point: what is added inside goes out with the commit, or not at all."""
-        self.sink.begin()
+    def _transaction(self, positions: dict[int, int]) -> Iterator[None]:
+        """One commit point, taking the source to ``positions``: what is added inside goes out with the commit, or
+        not at all."""
+        self.sink.begin(self.source, positions)
         try:
             yield
         except BaseException:

@@ -11,17 +11,22 @@ from streams.source import Source
 class Sink(ABC):
     """Where findings, actions, dead letters and state changes go.
 
-    A batch is ``begin`` → ``add``… → ``commit``. The default commit flushes the outputs and then
-    commits the source positions (at-least-once); a transactional backend overrides ``begin``,
-    ``commit`` and ``abort`` to put both in one transaction (exactly-once).
+    A batch is ``begin`` (with the source positions it takes the source to) → ``add``… → ``commit``. The
+    default commit flushes the outputs and then commits the source positions (at-least-once); a
+    transactional backend overrides ``begin``, ``commit`` and ``abort`` to put both in one transaction
+    (exactly-once).
     """
+
+    _consuming: tuple[Source, dict[int, int]] | None = None
 
     @abstractmethod
     def channels(self) -> frozenset[Channel]:
         """The channels this sink keeps; the runner builds no records for the others."""
 
-    def begin(self) -> None:  # noqa: B027 - only transactional sinks open anything
-        """Start a batch."""
+    def begin(self, source: Source, positions: dict[int, int]) -> None:
+        """Start a batch that takes ``source`` to ``positions`` (per partition, the next offset to read; empty
+        for a batch that consumes nothing)."""
+        self._consuming = (source, positions)
 
     @abstractmethod
     def add(self, record: OutputRecord) -> None:
@@ -31,11 +36,14 @@ class Sink(ABC):
     def flush(self) -> None:
         """Make every added record durable."""
 
-    def commit(self, source: Source, positions: dict[int, int]) -> None:
+    def commit(self) -> None:
         """The commit point: outputs first, then the positions, so a crash repeats rather than loses."""
         self.flush()
-        if positions:
-            source.commit(positions)
+        if self._consuming is not None:
+            source, positions = self._consuming
+            self._consuming = None
+            if positions:
+                source.commit(positions)
 
     def abort(self) -> None:  # noqa: B027 - only transactional sinks can take records back
         """Give up the open batch."""

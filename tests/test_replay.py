@@ -8,6 +8,7 @@ import gzip
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from models.action import EnforcementAction
 from models.config import WardenConfig
@@ -15,9 +16,11 @@ from models.finding import Finding
 from streams.cli import main, replay_file
 from streams.files import JsonlFileSink, JsonlFileSource
 from streams.pipeline import Pipeline
-from streams.records import Channel, SourceRecord
+from streams.records import Channel, OutputRecord, SourceRecord
 from streams.reload import reload_config
 from streams.runner import Runner, set_gc_threshold
+from streams.sink import Sink
+from streams.source import Source
 from tests.conftest import EventFactory
 
 
@@ -186,3 +189,51 @@ def test_a_record_with_no_value_is_a_dead_letter_and_the_batch_goes_on(make_even
     assert dict(letter.headers)["reason"] == b"record has no value (a tombstone)"
     assert dict(letter.headers)["offset"] == b"8" and letter.value is None
     assert result.positions == {0: 10}
+
+
+class _RecordingSource(Source):
+    def __init__(self, batches: list[list[SourceRecord]], log: list[Any]) -> None:
+        self.batches, self.log = batches, log
+
+    def poll(self, max_records: int) -> list[SourceRecord]:
+        return self.batches.pop(0) if self.batches else []
+
+    @property
+    def exhausted(self) -> bool:
+        return not self.batches
+
+    def commit(self, positions: dict[int, int]) -> None:
+        self.log.append(("commit", positions))
+
+
+class _RecordingSink(Sink):
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    def channels(self) -> frozenset[Channel]:
+        return frozenset({Channel.DEAD_LETTERS})
+
+    def begin(self, source: Source, positions: dict[int, int]) -> None:
+        self.log.append(("begin", dict(positions)))
+        super().begin(source, positions)
+
+    def add(self, record: OutputRecord) -> None:
+        self.log.append(("add", record.channel))
+
+    def flush(self) -> None:
+        self.log.append(("flush",))
+
+
+def test_a_batch_begins_with_the_positions_it_commits_and_commits_them_after_its_outputs(
+    make_event: EventFactory,
+) -> None:
+    """The positions are known before the batch is processed (a transactional sink sends them ahead), and the
+    default sink commits them only once the outputs are flushed: a crash in between repeats, never loses."""
+    good = make_event(0).model_dump_json().encode()
+    batches = [[SourceRecord(good, 0, 4), SourceRecord(b"{", 0, 5), SourceRecord(good, 1, 7)]]
+    log: list[Any] = []
+    runner = Runner(WardenConfig(), _RecordingSource(batches, log), _RecordingSink(log))
+    runner.pipeline.processor(1).replay_until = 9  # a restore replaying partition 1 up to offset 9
+    result = runner.step()
+    assert result is not None and result.positions == {0: 6, 1: 9}
+    assert log == [("begin", {0: 6, 1: 9}), ("add", Channel.DEAD_LETTERS), ("flush",), ("commit", {0: 6, 1: 9})]

@@ -244,7 +244,7 @@ class Pipeline:
         for start in range(0, len(records), _CHUNK_RECORDS):
             self._process_chunk(records[start : start + _CHUNK_RECORDS], result)
         if Channel.STATE in self.channels:
-            self._checkpoint(result.outputs)
+            self._checkpoint(result.outputs, len(records))
         self._count(result)
         return result
 
@@ -295,10 +295,11 @@ class Pipeline:
                     for a in actions
                 )
 
-    def _checkpoint(self, outputs: list[OutputRecord]) -> None:
-        """Begin the checkpoints that are due, and write ``checkpoint_records_per_batch`` subjects of those under
-        way, the longest under way first. Only a partition whose changelog holds no checkpoint writes its first
-        whole at once (``PartitionProcessor.begin_checkpoint``).
+    def _checkpoint(self, outputs: list[OutputRecord], records: int) -> None:
+        """Begin the checkpoints that are due, and write the batch's budget of subjects of those under way, the
+        longest under way first: ``checkpoint_records_per_batch`` for a full batch, in proportion for a batch of
+        fewer ``records``, at least ``checkpoint_min_records_per_batch``. Only a partition whose changelog holds no
+        checkpoint writes its first whole at once (``PartitionProcessor.begin_checkpoint``).
 
         Partitions assigned together fall due together. Writing them all in one batch held it up (measured:
         1,254 records, 209 ms at 300 accounts), and so did one partition's checkpoint at 10,000 accounts
@@ -310,7 +311,9 @@ class Pipeline:
         subjects change while waiting (a large population under heavy load).
         """
         kafka, processors = self.config.kafka, self.processors
-        now, budget = time.monotonic(), kafka.checkpoint_records_per_batch
+        full = kafka.checkpoint_records_per_batch
+        share = -(-full * records // self.config.pipeline.batch_size)  # rounded up
+        now, budget = time.monotonic(), max(share, min(kafka.checkpoint_min_records_per_batch, full))
         for partition in sorted(processors):
             outputs.extend(processors[partition].begin_checkpoint(now))
         under_way = {p: started for p, processor in processors.items() if (started := processor.checkpoint_started)}

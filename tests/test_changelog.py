@@ -162,6 +162,28 @@ def test_checkpoints_share_the_budget_of_a_batch_the_longest_under_way_first(
     assert [markers[batch] for batch in first_done] == [[0], [1], [2]]
 
 
+def test_a_smaller_batch_writes_its_share_of_the_checkpoint_budget_and_at_least_the_floor(
+    small_simulation: tuple[Path, Path],
+) -> None:
+    """The budget follows the batch's records: a batch of a fifth of ``batch_size`` writes a fifth of the full
+    budget, and a tiny one the floor, so many small batches a second cost the changelog no more than a few full ones."""
+    kafka = {"checkpoint_interval_ms": 0, "checkpoint_records_per_batch": 50, "checkpoint_min_records_per_batch": 4}
+    config = WardenConfig.model_validate({"kafka": kafka, "pipeline": {"batch_size": 1000}})
+    pipeline = Pipeline(config, frozenset(Channel))
+    records = _records(small_simulation[0])
+    written: dict[int, list[int]] = {}
+    start = 0
+    for size in [1000, *[1000, 200, 20] * 8]:
+        outputs = pipeline.process(records[start : start + size]).outputs
+        start += size
+        subjects = [output for output in outputs if output.channel is Channel.STATE and output.key != marker_key(0)]
+        written.setdefault(size, []).append(len(subjects))
+    assert start <= len(records), "the simulation ran out: the test reads past it"
+    # The first batch writes the first checkpoint whole; after it, checkpoints run back to back.
+    assert max(written[1000][1:]) == 50 and max(written[200]) == 10 and max(written[20]) == 4
+    assert min(written[20]) == 4, "the floor: a checkpoint always under way, every tiny batch writes it"
+
+
 def test_the_copies_held_for_checkpoints_under_way_stay_under_their_cap(small_simulation: tuple[Path, Path]) -> None:
     kafka = {"checkpoint_interval_ms": 0, "checkpoint_records_per_batch": 5, "checkpoint_max_copy_bytes": 20_000}
     config = WardenConfig.model_validate({"kafka": kafka})

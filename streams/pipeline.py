@@ -295,11 +295,11 @@ class Pipeline:
                     for a in actions
                 )
 
-    def _checkpoint(self, outputs: list[OutputRecord], records: int) -> None:
+    def _checkpoint(self, outputs: list[OutputRecord], batch_records: int) -> None:
         """Begin the checkpoints that are due, and write the batch's budget of subjects of those under way, the
         longest under way first: ``checkpoint_records_per_batch`` for a full batch, in proportion for a batch of
-        fewer ``records``, at least ``checkpoint_min_records_per_batch``. Only a partition whose changelog holds no
-        checkpoint writes its first whole at once (``PartitionProcessor.begin_checkpoint``).
+        fewer ``batch_records``, at least ``checkpoint_min_records_per_batch``. Only a partition whose changelog
+        holds no checkpoint writes its first whole at once (``PartitionProcessor.begin_checkpoint``).
 
         Partitions assigned together fall due together. Writing them all in one batch held it up (measured:
         1,254 records, 209 ms at 300 accounts), and so did one partition's checkpoint at 10,000 accounts
@@ -312,7 +312,7 @@ class Pipeline:
         """
         kafka, processors = self.config.kafka, self.processors
         full = kafka.checkpoint_records_per_batch
-        share = -(-full * records // self.config.pipeline.batch_size)  # rounded up
+        share = -(-full * batch_records // self.config.pipeline.batch_size)  # rounded up
         now, budget = time.monotonic(), max(share, min(kafka.checkpoint_min_records_per_batch, full))
         for partition in sorted(processors):
             outputs.extend(processors[partition].begin_checkpoint(now))

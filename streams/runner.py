@@ -109,8 +109,9 @@ class Runner:
     def _transaction(self, positions: dict[int, int]) -> Iterator[None]:
         """One commit point, taking the source to ``positions``: what is added inside goes out with the commit, or
         not at all."""
-        self.sink.begin(self.source, positions)
         try:
+            # Inside: a transactional begin may fail after opening the transaction (sending the offsets ahead).
+            self.sink.begin(self.source, positions)
             yield
         except BaseException:
             metrics.TRANSACTIONS.labels("aborted").inc()

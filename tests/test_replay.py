@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from models.action import EnforcementAction
 from models.config import WardenConfig
 from models.finding import Finding
@@ -223,6 +225,9 @@ class _RecordingSink(Sink):
     def flush(self) -> None:
         self.log.append(("flush",))
 
+    def abort(self) -> None:
+        self.log.append(("abort",))
+
 
 def test_a_batch_begins_with_the_positions_it_commits_and_commits_them_after_its_outputs(
     make_event: EventFactory,
@@ -237,3 +242,20 @@ def test_a_batch_begins_with_the_positions_it_commits_and_commits_them_after_its
     result = runner.step()
     assert result is not None and result.positions == {0: 6, 1: 9}
     assert log == [("begin", {0: 6, 1: 9}), ("add", Channel.DEAD_LETTERS), ("flush",), ("commit", {0: 6, 1: 9})]
+
+
+def test_a_batch_whose_begin_fails_is_aborted(make_event: EventFactory) -> None:
+    """A transactional sink opens its transaction, then sends the offsets: if that fails, the open transaction
+    must be aborted, or the next batch could not begin one."""
+
+    class FailingBegin(_RecordingSink):
+        def begin(self, source: Source, positions: dict[int, int]) -> None:
+            super().begin(source, positions)
+            raise RuntimeError("offsets refused")
+
+    log: list[Any] = []
+    batches = [[SourceRecord(make_event(0).model_dump_json().encode(), 0, 0)]]
+    runner = Runner(WardenConfig(), _RecordingSource(batches, log), FailingBegin(log))
+    with pytest.raises(RuntimeError, match="offsets refused"):
+        runner.step()
+    assert log == [("begin", {0: 1}), ("abort",)]

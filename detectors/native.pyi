@@ -232,3 +232,21 @@ class SubjectStore(Generic[S]):
     def dump_of(self, subject: str) -> dict[str, Any] | None: ...
     def apply_change(self, subject: str, data: dict[str, Any] | None) -> None:
         """Replay one changelog record: a state where it stood, or a new one at the most recently seen end."""
+
+class PatternLimitError(Exception):
+    """PCRE2 stopped a search at one of its limits; Python's re gives the answer instead."""
+
+class Pattern:
+    """A Python pattern as ``detectors/minor_safety/pcre.py`` translates it, compiled by PCRE2's JIT."""
+
+    def __init__(self, source: str) -> None: ...
+    def search(self, text: str) -> bool: ...
+    def delete_within(self, text: str, inner: Pattern) -> str:
+        """Each match replaced by itself less every match of ``inner`` in it; neither may match the empty string."""
+
+class PatternSet:
+    """Patterns searched in one call, each behind a lookaround-free prefilter that one DFA pass runs for all."""
+
+    def __init__(self, patterns: list[Pattern], prefilters: list[str]) -> None: ...
+    def matching(self, text: str, among: int) -> int:
+        """Bit ``i`` set when pattern ``i`` matches in ``text``, among the patterns whose bit is set in ``among``."""

@@ -12,9 +12,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from detectors.minor_safety import MinorSafetyDetector
+from detectors.minor_safety import MinorSafetyDetector, scoring
 from detectors.minor_safety.detector import redact, shared_scorer
-from detectors.minor_safety.lexicon import CATEGORIES, WORD_AGE, WORD_AGE_ANCHOR
 from detectors.minor_safety.model import MODEL_VERSION, load_model
 from detectors.minor_safety.normalise import plain_form
 from detectors.minor_safety.scoring import PromptScorer
@@ -276,7 +275,7 @@ def test_detectors_with_the_same_settings_share_one_score_cache() -> None:
     assert other.scorer is not first.scorer  # other settings, other scores: a scorer of their own
 
 
-_ANCHORED_TOKENS = (
+_LEXICON_TOKENS = (
     "1st", "3rd", "12th", "13th", "first", "ninth", "grade", "grader", "graders", "grad", "year", "years", "yrs",
     "yr", "pupil", "students", "girl", "boys", "old", "olds", "o", "seven", "twelve", "teen", "7", "12", "-", " ",
     "  ", ".", "x", "year 7 ", "grade 3", "3rd-", "seven-", "years old", "yrs-olds", " pupils",
@@ -290,6 +289,11 @@ _ANCHORED_TOKENS = (
     "menininho", "petite", "fille", "petit", "garcon", "kleines", "madchen", "kleiner", "junge",
     "sex", "panties", "sensual", "provocative", "naughty", "inappropriately", "love", "romantic", "scene", "make",
     "making", "out",
+    "child", "kid", "kids", "goat", "toddler", "minor", "minors", "a minor", "lolita", "nina", "una", "kind", "kinder",
+    "nude", "naked", "sexy", "nsfw", "without", "clothes", "our", "secret", "dont", "tell", "mom", "send", "me",
+    "pics", "of", "your", "self", "gift", "cards", "for", "robux", "lure", "into", "18", "18+", "over", "adult",
+    "aged", "19", "policy", "report", "safety", "draw", "image", "photo", "she", "is", "only", "14", "turned",
+    "y/o", "yo", "anos", "岁", "小学生", "儿童", "裸", "少女", "\x00", "_", "é", "Ⅻ", "٣", "\u3000", "\n",
 )
 
 
@@ -339,11 +343,12 @@ _ANCHORED_TOKENS = (
 @example("inappropriately")
 @example("love scene")
 @example("making out")
-@given(st.lists(st.sampled_from(_ANCHORED_TOKENS), max_size=10).map("".join))
-def test_every_match_of_an_anchored_pattern_holds_one_of_its_anchors(text: str) -> None:
-    """An anchor is what lets the lexicon skip a pattern's search: a match without one would be a missed hit."""
-    anchored = [(category.pattern, category.anchors) for category in CATEGORIES if category.anchors]
-    assert anchored
-    for pattern, anchors in [*anchored, (WORD_AGE, (WORD_AGE_ANCHOR,))]:
-        if pattern.search(text):
-            assert any(anchor in text for anchor in anchors), (pattern.pattern, text)
+@given(st.lists(st.sampled_from(_LEXICON_TOKENS), max_size=10).map("".join) | st.text(max_size=40))
+def test_the_lexicon_in_pcre2_answers_as_python_re_does(text: str) -> None:
+    """The scorer searches the lexicon through PCRE2 and a prefilter (``pcre.py``); a differing answer would be a
+    missed hit or a false one."""
+    for compiled in (scoring._AGES, scoring._CATEGORIES):
+        expected = sum(1 << i for i, pattern in enumerate(compiled.patterns) if pattern.search(text))
+        assert compiled.matching(text) == expected, text
+    for single in (scoring._ADULT_ASSERTION, scoring._PROTECTIVE_CONTEXT, scoring._DEPICTION):
+        assert single.search(text) == (single.pattern.search(text) is not None), (single.pattern.pattern, text)

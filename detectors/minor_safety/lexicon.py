@@ -3,6 +3,7 @@ what marks the everyday contexts (policy, protection, medicine, adults) where bo
 
 Patterns are written in folded form (see ``normalise.fold``: lower case, no accents) and matched
 against every form of a prompt at once. Ages and grades are read from digits in the plain form.
+They are written and tested as Python patterns; ``scoring`` runs them in PCRE2, translated by ``pcre``.
 """
 
 from __future__ import annotations
@@ -21,16 +22,12 @@ class Signal(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Category:
-    """One named family of terms; ``strong`` ones suffice on their own as their signal.
-
-    ``anchors``: literals of which every match of ``pattern`` holds one (a test checks it), so a text holding none
-    is not searched: a plain substring test instead of a regex pass, for the patterns that cost the most."""
+    """One named family of terms; ``strong`` ones suffice on their own as their signal."""
 
     name: str
     signal: Signal
     strong: bool
     pattern: re.Pattern[str]
-    anchors: tuple[str, ...] = ()
 
 
 def _words(*alternatives: str) -> re.Pattern[str]:
@@ -62,20 +59,18 @@ AGE_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(?<!\d)(\d{1,2}) ?(?:岁|歲|歳|才)"),
 )
 WORD_AGE = re.compile(rf"(?<!\w)(?:{_EN_AGE_WORDS}) ?-? ?(?:years?|yrs?) ?-? ?olds?(?!\w)")
-WORD_AGE_ANCHOR = "old"
-"""Every match of ``WORD_AGE`` holds it (see ``Category.anchors``)."""
 
 CATEGORIES: tuple[Category, ...] = (
     Category("grade_level", Signal.MINOR, True, re.compile(
         rf"(?<!\w)(?:(?:[1-9]|1[0-2])(?:st|nd|rd|th)|{_ORDINALS}) ?-? ?grad(?:e|er|ers)(?!\w)"
         r"|(?<!\w)grade (?:[1-9]|1[0-2])(?!\d)|(?<!\w)year [1-9] (?:pupil|student|girl|boy)s?(?!\w)"
-    ), anchors=("grad", "year")),
+    )),
     Category("school_term", Signal.MINOR, True, _words(
         "kindergartn?en?(?:er)?s?", "elementary school(?:er)?s?", "middle school(?:er)?s?", "primary school",
         "junior high", "grade school(?:er)?", "schoolgirls?", "schoolboys?", "school girls?", "school boys?",
         "escuela primaria", "colegiala", "escola primaria", "ensino fundamental", "ecole primaire", "ecoliere",
         "collegienne", "grundschule", "grundschulerin", "schulmadchen",
-    ), anchors=("kindergart", "school", "junior", "primaria", "colegiala", "ensino", "ecol", "collegienne", "schul")),
+    )),
     Category("school_term", Signal.MINOR, True, _substrings("小学生", "中学生", "小学", "初中生")),
     Category("child_term", Signal.MINOR, True, _words(
         "child", "childs", "children", "childern", "chlid", "chid", "(?<!goat.)kids?(?!.goats?)", "kiddies?",
@@ -95,16 +90,16 @@ CATEGORIES: tuple[Category, ...] = (
     Category("diminutive", Signal.MINOR, True, _words(
         "(?:little|lil|tiny|young|wee) (?:girls?|boys?|ones?|princess)", "ninita", "ninito", "menininha",
         "menininho", "petite fille", "petit garcon", "kleines madchen", "kleiner junge",
-    ), anchors=("girl", "boy", "one", "princess", "ninit", "menininh", "petit", "klein")),
+    )),
     Category("body_development", Signal.MINOR, True, _words(
         "pre ?pubescent", "prepubert(?:al|y)", "before puberty", "(?:not|hasnt|hasn t|has not) (?:yet )?"
         "(?:hit|reached|started) puberty", "not (?:yet )?developed", "undeveloped (?:body|chest|breasts)",
         "training bra", "barely developed",
-    ), anchors=("pubescent", "pubert", "developed", "training")),
+    )),
     Category("teen_term", Signal.MINOR, False, _words(
         "teens?", "teenage", "teenagers?", "teenies?", "barely legal", "high school(?:er)?s?", "adolescentes?",
         "ados", "jugendliche?n?", "young teens?",
-    ), anchors=("teen", "legal", "school", "adolescent", "ados", "jugendlich")),
+    )),
     Category("teen_term", Signal.MINOR, False, _substrings("少女", "少年", "青少年", "女子高生", "女高中生")),
     Category("sexual", Signal.INTENT, True, _words(
         "nudes?", "nudity", "naked", "nekkid", "nekid", "noods?", "nuds?", "explicit", "explict", "erotic",
@@ -134,7 +129,7 @@ CATEGORIES: tuple[Category, ...] = (
     Category("suggestive", Signal.INTENT, False, _words(
         "sex", "panties", "sensual", "provocative", "naughty", "inappropriate(?:ly)?", "love scene",
         "romantic scene", "make out", "making out",
-    ), anchors=("sex", "panties", "sensual", "provocative", "naughty", "inappropriate", "scene", "out")),
+    )),
 )
 
 # Contexts where minor and sexual terms meet innocently: policy, moderation, protection, medicine.

@@ -11,6 +11,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from detectors.minor_safety.pcre import CompiledPattern
+
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u034f"))
 # Control characters are dropped too: one of them is the separator between a prompt's forms.
 _CONTROL = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
@@ -32,32 +34,32 @@ _LEET = {"0": "o", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "
 # "1" stands for both i and l ("k1d", "1ittle"), so the text is read once with each.
 _LEET_I = str.maketrans({**_LEET, "1": "i"})
 _LEET_L = str.maketrans({**_LEET, "1": "l"})
-_LEET_CHARACTER = re.compile("[" + re.escape("".join(map(chr, _LEET_I))) + "]")
+_LEET_CHARACTER = CompiledPattern(re.compile("[" + re.escape("".join(map(chr, _LEET_I))) + "]"))
 # Letters or digits split by one repeated space or punctuation mark ("n u d e", "n.u.d.e", "1 3") are
 # joined back; the same mark throughout keeps "a k.i.d" from swallowing the article.
-_SPLIT_WORD = re.compile(r"(?<![^\W_])[^\W_]([\s.\-_*·•,'~/\\])[^\W_](?:\1[^\W_])+(?![^\W_])")
+_SPLIT_WORD = CompiledPattern(re.compile(r"(?<![^\W_])[^\W_]([\s.\-_*·•,'~/\\])[^\W_](?:\1[^\W_])+(?![^\W_])"))
 # Digits only across spaces and filler marks: "3-5", "2.5" and "1,5" are ranges and decimals, not one age.
-_SPLIT_NUMBER = re.compile(r"(?<![\d.,])\d(?:[\s_*·•~]\d)+(?![\d.,])")
-_SEPARATORS = re.compile(r"[\s.\-_*·•,'~/\\]")
-_STRETCHED = re.compile(r"(\w)\1{2,}")
-_SPACES = re.compile(r"\s+")
+_SPLIT_NUMBER = CompiledPattern(re.compile(r"(?<![\d.,])\d(?:[\s_*·•~]\d)+(?![\d.,])"))
+_SEPARATORS = CompiledPattern(re.compile(r"[\s.\-_*·•,'~/\\]"))
+_STRETCHED = CompiledPattern(re.compile(r"(\w)\1{2,}"))
 
 
 def fold(text: str) -> str:
     """Compatibility forms (fullwidth, mathematical letters), zero-width characters, case, confusables and
     accents all folded away; CJK and digits are kept."""
     if text.isascii():  # most prompts: none of the Unicode steps can change them
-        return _SPACES.sub(" ", text.translate(_CONTROL).lower()).strip()
+        if not text.isprintable():  # a control character, or a tab or newline, which split() takes anyway
+            text = text.translate(_CONTROL)
+        return " ".join(text.lower().split())
     text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_CONTROL)
     text = text.lower().translate(_CONFUSABLES)
     decomposed = unicodedata.normalize("NFD", text)
     text = unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
-    return _SPACES.sub(" ", text).strip()
+    return " ".join(text.split())  # str.split's whitespace is re's \s
 
 
 def _joined(text: str) -> str:
-    text = _SPLIT_NUMBER.sub(lambda m: _SEPARATORS.sub("", m.group(0)), text)
-    return _SPLIT_WORD.sub(lambda m: _SEPARATORS.sub("", m.group(0)), text)
+    return _SPLIT_WORD.delete_within(_SPLIT_NUMBER.delete_within(text, _SEPARATORS), _SEPARATORS)
 
 
 def plain_form(text: str) -> str:
@@ -68,13 +70,14 @@ def plain_form(text: str) -> str:
 def word_forms(plain: str) -> list[str]:
     """The forms lexicon words are matched in: as written, with leetspeak read both ways, and with
     stretched letters ("nuuude", "sexxxy") squeezed to two and to one."""
-    if _LEET_CHARACTER.search(plain) is None:  # most prompts: both readings are the plain form, joined again
+    if not _LEET_CHARACTER.search(plain):  # most prompts: both readings are the plain form, joined again
         forms = list(dict.fromkeys([plain, _joined(plain)]))
     else:
         forms = list(dict.fromkeys([plain, *(_joined(plain.translate(table)) for table in (_LEET_I, _LEET_L))]))
-    if _STRETCHED.search(MATCH_SEPARATOR.join(forms)) is None:  # most prompts: squeezing changes no form
+    if not _STRETCHED.search(MATCH_SEPARATOR.join(forms)):  # most prompts: squeezing changes no form
         return forms
-    squeezed = [_STRETCHED.sub(r"\1\1", form) for form in forms] + [_STRETCHED.sub(r"\1", form) for form in forms]
+    stretched = _STRETCHED.pattern
+    squeezed = [stretched.sub(r"\1\1", form) for form in forms] + [stretched.sub(r"\1", form) for form in forms]
     return list(dict.fromkeys(forms + squeezed))
 
 

@@ -10,7 +10,6 @@ itself.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ from detectors.minor_safety.lexicon import (
     DEPICTION,
     PROTECTIVE_CONTEXT,
     WORD_AGE,
-    WORD_AGE_ANCHOR,
     Signal,
 )
 from detectors.minor_safety.model import PromptModel, model_input
 from detectors.minor_safety.normalise import PromptForms, prompt_forms
+from detectors.minor_safety.pcre import CompiledPattern, CompiledPatternSet
 from models.config import MinorSafetyConfig
 
 CLEAR_HIT = 0.95
@@ -56,31 +55,46 @@ class PromptScore:
     model_probability: float
 
 
-_DIGIT = re.compile(r"\d")
+_AGES = CompiledPatternSet([WORD_AGE, *AGE_PATTERNS])
+"""Bit 0: an age in words, which is under 18 by the pattern itself; the others read the age from digits."""
+_CATEGORIES = CompiledPatternSet([category.pattern for category in CATEGORIES])
+_ADULT_ASSERTION = CompiledPattern(ADULT_ASSERTION)
+_PROTECTIVE_CONTEXT = CompiledPattern(PROTECTIVE_CONTEXT)
+_DEPICTION = CompiledPattern(DEPICTION)
+
+
+_NOTHING = LexiconMatch(0.0, (), False, False)
 
 
 def _stated_minor_age(plain: str) -> bool:
-    if WORD_AGE_ANCHOR in plain and WORD_AGE.search(plain):
-        return True
-    if _DIGIT.search(plain) is None:  # most prompts: skip the age patterns, which all read digits
-        return False
-    ages = (int(match.group(1)) for pattern in AGE_PATTERNS for match in pattern.finditer(plain))
+    stated = _AGES.matching(plain)
+    if stated & 1 or not stated:
+        return bool(stated)
+    # The ages themselves are read by re, only from the patterns that match.
+    ages = (
+        int(match.group(1))
+        for index, pattern in enumerate(AGE_PATTERNS, start=1)
+        if stated >> index & 1
+        for match in pattern.finditer(plain)
+    )
     return any(0 < age < 18 for age in ages)
 
 
 def lexicon_match(prompt: PromptForms) -> LexiconMatch:
     """The lexicon's reading of one prompt, with the categories that matched (names, never the words)."""
     plain, forms = prompt.plain, prompt.joined
+    matched = _CATEGORIES.matching(forms)
+    stated_age = _stated_minor_age(plain)
+    if not matched and not stated_age:  # most prompts
+        return _NOTHING
     found: dict[str, tuple[Signal, bool]] = {}
-    if _stated_minor_age(plain):
+    if stated_age:
         found["stated_age_under_18"] = (Signal.MINOR, True)
-    for category in CATEGORIES:
-        if category.anchors and not any(anchor in forms for anchor in category.anchors):
-            continue
-        if category.pattern.search(forms):
+    for index, category in enumerate(CATEGORIES):
+        if matched >> index & 1:
             signal, strong = found.get(category.name, (category.signal, False))
             found[category.name] = (signal, strong or category.strong)
-    adult = "teen_term" in found and ADULT_ASSERTION.search(forms) is not None
+    adult = "teen_term" in found and _ADULT_ASSERTION.search(forms)
     if adult:
         # "teen" beside a stated adult is an adult's youth; strong indicators stand regardless.
         found.pop("teen_term", None)
@@ -97,7 +111,7 @@ def lexicon_match(prompt: PromptForms) -> LexiconMatch:
         score = ONE_SIDE_WEAK
     else:
         score = BOTH_WEAK
-    if score > EXCUSED and PROTECTIVE_CONTEXT.search(forms) and not DEPICTION.search(forms):
+    if score > EXCUSED and _PROTECTIVE_CONTEXT.search(forms) and not _DEPICTION.search(forms):
         score = EXCUSED
         categories.append("protective_context")
     return LexiconMatch(score, tuple(categories), bool(minor), bool(intent))

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod crawler;
 mod events;
 mod key_sharing;
+mod patterns;
 mod records;
 mod seasonal;
 mod sketches;
@@ -79,5 +80,11 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<crawler::CrawlerWindow>()?;
     module.add_function(wrap_pyfunction!(crawler::ascii_trailing_number, module)?)?;
     module.add_function(wrap_pyfunction!(allocated_bytes, module)?)?;
+    module.add_class::<patterns::Pattern>()?;
+    module.add_class::<patterns::PatternSet>()?;
+    module.add(
+        "PatternLimitError",
+        module.py().get_type::<patterns::PatternLimitError>(),
+    )?;
     Ok(())
 }

@@ -116,3 +116,9 @@ def test_what_has_no_exact_translation_is_refused(source: str) -> None:
 def test_a_substitution_by_a_pattern_that_can_match_nothing_is_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         CompiledPattern(re.compile("a*")).delete_within("aa", normalise._SEPARATORS)
+
+
+@given(st.text(alphabet=st.sampled_from("kid 1l0345 78@$!+|éx\x7f"), max_size=30))
+def test_leetspeak_read_from_ascii_bytes_is_read_as_from_the_text(text: str) -> None:
+    """ASCII prompts take bytes.translate, the rest str.translate: both give the same readings."""
+    assert normalise._leet_readings(text) == [text.translate(table) for table in (normalise._LEET_I, normalise._LEET_L)]

@@ -34,6 +34,8 @@ _LEET = {"0": "o", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "
 # "1" stands for both i and l ("k1d", "1ittle"), so the text is read once with each.
 _LEET_I = str.maketrans({**_LEET, "1": "i"})
 _LEET_L = str.maketrans({**_LEET, "1": "l"})
+# The same readings for ASCII text, which bytes.translate reads ~10x faster than str.translate a dict.
+_ASCII_LEET = [bytes.maketrans(bytes(table), "".join(table.values()).encode("ascii")) for table in (_LEET_I, _LEET_L)]
 _LEET_CHARACTER = CompiledPattern(re.compile("[" + re.escape("".join(map(chr, _LEET_I))) + "]"))
 # Letters or digits split by one repeated space or punctuation mark ("n u d e", "n.u.d.e", "1 3") are
 # joined back; the same mark throughout keeps "a k.i.d" from swallowing the article.
@@ -58,6 +60,13 @@ def fold(text: str) -> str:
     return " ".join(text.split())  # str.split's whitespace is re's \s
 
 
+def _leet_readings(text: str) -> list[str]:
+    if text.isascii():
+        ascii_text = text.encode("ascii")
+        return [ascii_text.translate(table).decode("ascii") for table in _ASCII_LEET]
+    return [text.translate(table) for table in (_LEET_I, _LEET_L)]
+
+
 def _joined(text: str) -> str:
     return _SPLIT_WORD.delete_within(_SPLIT_NUMBER.delete_within(text, _SEPARATORS), _SEPARATORS)
 
@@ -73,7 +82,7 @@ def word_forms(plain: str) -> list[str]:
     if not _LEET_CHARACTER.search(plain):  # most prompts: both readings are the plain form, joined again
         forms = list(dict.fromkeys([plain, _joined(plain)]))
     else:
-        forms = list(dict.fromkeys([plain, *(_joined(plain.translate(table)) for table in (_LEET_I, _LEET_L))]))
+        forms = list(dict.fromkeys([plain, *map(_joined, _leet_readings(plain))]))
     if not _STRETCHED.search(MATCH_SEPARATOR.join(forms)):  # most prompts: squeezing changes no form
         return forms
     stretched = _STRETCHED.pattern
@@ -85,7 +94,7 @@ MATCH_SEPARATOR = "\x00"
 """Joins a prompt's forms into one string for a single regex pass; no lexicon pattern crosses it."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is ~3x slower to make, and one is made per prompt
 class PromptForms:
     """One prompt, normalised once for both the lexicon and the model."""
 

@@ -64,6 +64,8 @@ _DEPICTION = CompiledPattern(DEPICTION)
 
 
 _NOTHING = LexiconMatch(0.0, (), False, False)
+"""What most prompts are to the lexicon; shared, as are their scores."""
+_UNMARKED = PromptScore(0.0, (), 0.0, 0.0)
 
 
 def _stated_minor_age(plain: str) -> bool:
@@ -158,7 +160,7 @@ class PromptScorer:
     def _score_fresh(self, prompts: list[str]) -> list[PromptScore]:
         forms = [prompt_forms(prompt) for prompt in prompts]
         matches = [lexicon_match(form) for form in forms]
-        scores = [PromptScore(m.score, m.categories, m.score, 0.0) for m in matches]
+        scores = [_UNMARKED if m is _NOTHING else PromptScore(m.score, m.categories, m.score, 0.0) for m in matches]
         # The model weighs in only where the lexicon sees a minor or an intent: most prompts show
         # neither, and a learned score with nothing the lexicon recognises is too weak to act on.
         weighed = [i for i, match in enumerate(matches) if match.minor or match.intent]

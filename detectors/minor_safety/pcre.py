@@ -25,6 +25,8 @@ from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser  # type: ignore[attr-defined]
 from typing import Any
 
+import numpy as np
+
 from detectors import native
 
 Ranges = tuple[tuple[int, int], ...]
@@ -71,12 +73,17 @@ def _complement(ranges: Ranges) -> Ranges:
 
 @cache
 def _categories() -> dict[Any, Ranges]:
-    """What ``\\d``, ``\\s`` and ``\\w`` and their negations hold in this interpreter's ``re`` (~0.2 s, once)."""
-    code_points = [*range(_SURROGATES[0]), *range(_SURROGATES[1] + 1, _LAST + 1)]
-    text = "".join(map(chr, code_points))
+    """What ``\\d``, ``\\s`` and ``\\w`` and their negations hold in this interpreter's ``re`` (~0.1 s, once)."""
+    # Every code point but the surrogates, in order: position i holds code point i, or i + 0x800 past them.
+    text = np.concatenate(
+        [np.arange(_SURROGATES[0], dtype="<u4"), np.arange(_SURROGATES[1] + 1, _LAST + 1, dtype="<u4")]
+    ).tobytes().decode("utf-32-le")
+
+    def code_point(position: int) -> int:
+        return position if position < _SURROGATES[0] else position + _SURROGATES[1] + 1 - _SURROGATES[0]
 
     def members(pattern: str) -> Ranges:
-        return _normalised((code_points[m.start()], code_points[m.end() - 1]) for m in re.finditer(pattern, text))
+        return _normalised((code_point(m.start()), code_point(m.end() - 1)) for m in re.finditer(pattern, text))
 
     sets: dict[Any, Ranges] = {}
     for positive, negative, pattern in (

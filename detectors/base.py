@@ -38,6 +38,13 @@ class Detector(StateOwner):
         of ``observe`` on each event, so that the output never depends on batching."""
         return [(index, finding) for index, event in enumerate(events) for finding in self.observe(event)]
 
+    def prepare(self, events: list[TelemetryEvent]) -> None:
+        """Work that depends on each event alone and that this detector shares with its peers of the other
+        partitions, done once for a chunk of every partition's events before each partition's detector observes
+        its own: a prompt's score, so that the model is called once a chunk rather than once a partition. The
+        pipeline calls it on one partition's detectors. It changes how soon ``observe_batch`` has an answer, never
+        the answer."""
+
     def finding(
         self,
         event: TelemetryEvent,

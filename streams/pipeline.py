@@ -272,6 +272,11 @@ class Pipeline:
             if replaying:
                 replayed[partition] = len(events)
         result.events += sum(map(len, by_partition.values()))
+        if by_partition:
+            # One partition's detectors do, for the chunk's events of every partition, the work their peers share.
+            chunk_events = [event for events in by_partition.values() for event in events]
+            for detector in self.processor(min(by_partition)).detectors:
+                detector.prepare(chunk_events)
         for partition in sorted(chunk_end):
             processor = self.processor(partition)
             events = by_partition.get(partition, [])

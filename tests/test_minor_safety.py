@@ -5,12 +5,15 @@ Every phrasing here is minimal and non-graphic: one minor indicator and one inte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
 from detectors.minor_safety import MinorSafetyDetector, scoring
 from detectors.minor_safety.detector import redact, shared_scorer
@@ -20,7 +23,8 @@ from detectors.minor_safety.scoring import PromptScorer
 from models.config import ConfigError, MinorSafetyConfig, StateConfig, WardenConfig, parse_config
 from models.finding import Severity
 from streams.cli import replay_file
-from streams.records import Channel
+from streams.pipeline import Pipeline
+from streams.records import Channel, SourceRecord
 from streams.simulator import BENIGN_LOOKALIKE_PROMPTS, MINOR_SAFETY_TEST_PROMPTS
 from tests.conftest import EventFactory
 
@@ -352,3 +356,34 @@ def test_the_lexicon_in_pcre2_answers_as_python_re_does(text: str) -> None:
         assert compiled.matching(text) == expected, text
     for single in (scoring._ADULT_ASSERTION, scoring._PROTECTIVE_CONTEXT, scoring._DEPICTION):
         assert single.search(text) == (single.pattern.search(text) is not None), (single.pattern.pattern, text)
+
+
+def test_a_chunk_of_every_partition_is_scored_in_one_model_call(make_event: EventFactory) -> None:
+    """Weighed prompts spread over eight partitions: the pipeline has one partition's detector prepare the chunk's
+    prompts, so the model is called once, not once a partition; and each partition finds what it found alone."""
+    prompts = [*MINOR_SAFETY_TEST_PROMPTS[:8], *BENIGN_LOOKALIKE_PROMPTS[:8]]
+    events = [
+        make_event(seconds=i, account_id=f"acct-{i}", api_key_id=f"key-{i}", prompt=prompt)
+        for i, prompt in enumerate(prompts)
+    ]
+    records = [SourceRecord(event.model_dump_json().encode(), i % 8, i // 8) for i, event in enumerate(events)]
+    config = WardenConfig.model_validate({"detectors": {"minor_safety": {"score_cache_size": 0}}})
+    pipeline = Pipeline(config, frozenset(Channel))
+    calls: list[int] = []
+    model = shared_scorer(config.detectors.minor_safety).model
+    assert model is not None
+    score = model.probabilities_of_inputs
+
+    def counted(inputs: Sequence[str]) -> NDArray[np.float64]:
+        calls.append(len(inputs))
+        return score(inputs)
+
+    model.probabilities_of_inputs = counted  # type: ignore[method-assign]
+    try:
+        together = pipeline.process(records)
+    finally:
+        del model.probabilities_of_inputs
+    assert len(calls) == 1 and calls[0] >= 8
+    alone = [Pipeline(config, frozenset(Channel)).process([record]) for record in records]
+    assert sorted(f.finding_id for f in together.findings) == sorted(f.finding_id for r in alone for f in r.findings)
+    assert together.findings

@@ -86,6 +86,10 @@ class MinorSafetyDetector(Detector):
     def stores(self) -> dict[str, SubjectStore[Any]]:
         return {"accounts": self.accounts}
 
+    def prepare(self, events: list[TelemetryEvent]) -> None:
+        """Every partition's prompts of the chunk scored at once, by the scorer every partition's detector shares."""
+        self.scorer.prepare([prompt for prompt in map(_PROMPT, events) if prompt])
+
     def observe_batch(self, events: list[TelemetryEvent]) -> list[tuple[int, Finding]]:
         """Every prompt of the batch scored in one vectorised model call, then judged in turn."""
         prompts = list(map(_PROMPT, events))

@@ -136,20 +136,36 @@ class PromptScorer:
         self.config = config
         self.model = model
         self._cache: OrderedDict[bytes, PromptScore] = OrderedDict()
+        self._prepared: dict[bytes, PromptScore] = {}
         self.cache_hits = 0
 
-    def score_batch(self, prompts: Sequence[str]) -> list[PromptScore]:
+    def prepare(self, prompts: Sequence[str]) -> None:
+        """Score ahead, in one model call, the prompts not cached that the next ``score_batch`` calls will ask
+        for (a chunk's, of every partition): the model's fixed cost (~1 ms a call) is paid once, not once for
+        each partition whose share holds a prompt it weighs. Replaces what the previous call prepared."""
         cache = self._cache
+        fresh = {digest: prompt for prompt in prompts if (digest := _digest(prompt)) not in cache}
+        self._prepared = dict(zip(fresh, self._score_fresh(list(fresh.values())), strict=True))
+
+    def score_batch(self, prompts: Sequence[str]) -> list[PromptScore]:
+        cache, prepared = self._cache, self._prepared
         digests = [_digest(prompt) for prompt in prompts]
-        fresh = {digest: prompt for digest, prompt in zip(digests, prompts, strict=True) if digest not in cache}
+        fresh = {
+            digest: prompt
+            for digest, prompt in zip(digests, prompts, strict=True)
+            if digest not in cache and digest not in prepared
+        }
         scored = dict(zip(fresh, self._score_fresh(list(fresh.values())), strict=True))
         results = []
         for digest in digests:
             result = scored.get(digest)
             if result is None:
-                result = cache[digest]
-                cache.move_to_end(digest)
-                self.cache_hits += 1
+                result = cache.get(digest)
+                if result is None:  # scored by prepare: fresh to the cache, as if scored here
+                    result = scored[digest] = prepared[digest]
+                else:
+                    cache.move_to_end(digest)
+                    self.cache_hits += 1
             results.append(result)
         if self.config.score_cache_size:
             cache.update(scored)

@@ -20,8 +20,6 @@ create_exception!(
 
 /// The JIT's stack: the default 32 KiB stops backtracking over a few kilobytes of text.
 const JIT_STACK_BYTES: usize = 8 << 20;
-/// The prefilters' compiled program and lazy DFA cache: the spelled-out Unicode classes take more than the defaults.
-const PREFILTER_BYTES: usize = 64 << 20;
 
 fn limit_error(error: pcre2::Error) -> PyErr {
     PatternLimitError::new_err(error.to_string())
@@ -96,13 +94,9 @@ impl PatternSet {
                 "a PatternSet holds at most 64 patterns, each with one prefilter",
             ));
         }
-        let prefilters = RegexSetBuilder::new(prefilters)
-            .size_limit(PREFILTER_BYTES)
-            .dfa_size_limit(PREFILTER_BYTES)
-            .build()
-            .map_err(|error| {
-                PyValueError::new_err(format!("a prefilter did not compile: {error}"))
-            })?;
+        let prefilters = RegexSetBuilder::new(prefilters).build().map_err(|error| {
+            PyValueError::new_err(format!("a prefilter did not compile: {error}"))
+        })?;
         Ok(Self {
             patterns,
             prefilters,

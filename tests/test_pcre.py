@@ -122,3 +122,11 @@ def test_a_substitution_by_a_pattern_that_can_match_nothing_is_refused() -> None
 def test_leetspeak_read_from_ascii_bytes_is_read_as_from_the_text(text: str) -> None:
     """ASCII prompts take bytes.translate, the rest str.translate: both give the same readings."""
     assert normalise._leet_readings(text) == [text.translate(table) for table in (normalise._LEET_I, normalise._LEET_L)]
+
+
+@given(st.text(alphabet=st.sampled_from("aB1 \t\n\x0b\x0c\r\x1c\x1f\x00\x7f\u00a0\u2003\u3000\u2028\u0085é")))
+def test_folding_collapses_whitespace_as_re_would(text: str) -> None:
+    """fold joins str.split's words, as it once substituted re's ``\\s+``; control characters go first."""
+    assert " ".join(text.split()) == re.sub(r"\s+", " ", text).strip()
+    if text.isascii():
+        assert normalise.fold(text) == re.sub(r"\s+", " ", text.translate(normalise._CONTROL).lower()).strip()

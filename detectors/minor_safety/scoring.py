@@ -137,6 +137,7 @@ class PromptScorer:
         self.model = model
         self._cache: OrderedDict[bytes, PromptScore] = OrderedDict()
         self._prepared: dict[bytes, PromptScore] = {}
+        self._digests: dict[str, bytes] = {}
         self.cache_hits = 0
 
     def prepare(self, prompts: Sequence[str]) -> None:
@@ -144,12 +145,14 @@ class PromptScorer:
         for (a chunk's, of every partition): the model's fixed cost (~1 ms a call) is paid once, not once for
         each partition whose share holds a prompt it weighs. Replaces what the previous call prepared."""
         cache = self._cache
-        fresh = {digest: prompt for prompt in prompts if (digest := _digest(prompt)) not in cache}
+        # Kept for score_batch, whose prompts are these same strings: a lookup (their hash is cached) for a digest.
+        self._digests = {prompt: _digest(prompt) for prompt in prompts}
+        fresh = {digest: prompt for prompt, digest in self._digests.items() if digest not in cache}
         self._prepared = dict(zip(fresh, self._score_fresh(list(fresh.values())), strict=True))
 
     def score_batch(self, prompts: Sequence[str]) -> list[PromptScore]:
-        cache, prepared = self._cache, self._prepared
-        digests = [_digest(prompt) for prompt in prompts]
+        cache, prepared, known = self._cache, self._prepared, self._digests
+        digests = [known.get(prompt) or _digest(prompt) for prompt in prompts]
         fresh = {
             digest: prompt
             for digest, prompt in zip(digests, prompts, strict=True)

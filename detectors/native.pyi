@@ -237,9 +237,10 @@ class PatternLimitError(Exception):
     """PCRE2 stopped a search at one of its limits; Python's re gives the answer instead."""
 
 class Pattern:
-    """A Python pattern as ``detectors/minor_safety/pcre.py`` translates it, compiled by PCRE2's JIT."""
+    """A Python pattern as ``detectors/minor_safety/pcre.py`` translates it, compiled by PCRE2's JIT, behind a
+    lookaround-free superset of it that Rust's regex runs first."""
 
-    def __init__(self, source: str) -> None: ...
+    def __init__(self, source: str, prefilter: str) -> None: ...
     def search(self, text: str) -> bool: ...
     def delete_within(self, text: str, inner: Pattern) -> str:
         """Each match replaced by itself less every match of ``inner`` in it; neither may match the empty string."""

@@ -83,8 +83,9 @@ def test_a_lone_surrogate_is_answered_by_re() -> None:
 
 
 def test_a_search_past_pcre2s_limits_is_answered_by_re() -> None:
-    """Nested repeats backtrack exponentially; PCRE2 gives up at its match limit, and ``re`` answers instead."""
-    compiled, text = CompiledPattern(re.compile(r"(?:x+x+)+y")), "x" * 24 + "zy"
+    """Nested repeats backtrack exponentially; PCRE2 gives up at its match limit, and ``re`` answers instead. (The
+    lookbehind keeps the prefilter, which drops it, from ruling the text out first.)"""
+    compiled, text = CompiledPattern(re.compile(r"(?:x+x+)+y(?<=zy)")), "x" * 24 + "y"
     with pytest.raises(native.PatternLimitError):
         compiled.native.search(text)
     assert compiled.search(text) is False
@@ -130,3 +131,11 @@ def test_folding_collapses_whitespace_as_re_would(text: str) -> None:
     assert " ".join(text.split()) == re.sub(r"\s+", " ", text).strip()
     if text.isascii():
         assert normalise.fold(text) == re.sub(r"\s+", " ", text.translate(normalise._CONTROL).lower()).strip()
+
+
+def test_a_text_with_nothing_to_join_comes_back_as_the_same_string() -> None:
+    """Most prompts have no split word: the normaliser's substitution does not copy them, whether the prefilter
+    rules them out (no single letters between separators) or PCRE2 finds no match ("of a harbour")."""
+    for text in ("watercolor harbour at dawn", "a watercolor of a harbour at dawn"):
+        assert normalise._SPLIT_WORD.delete_within(text, normalise._SEPARATORS) is text
+    assert normalise._SPLIT_WORD.delete_within("n u d e", normalise._SEPARATORS) == "nude"

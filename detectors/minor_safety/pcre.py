@@ -244,7 +244,7 @@ class CompiledPattern:
 
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.pattern = pattern
-        self.native = native.Pattern(pcre_source(pattern))
+        self.native = native.Pattern(pcre_source(pattern), prefilter_source(pattern))
         self.matches_empty = _parser.parse(pattern.pattern, pattern.flags).getwidth()[0] == 0
 
     def search(self, text: str) -> bool:

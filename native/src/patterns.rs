@@ -9,6 +9,7 @@ use pcre2::bytes::{Regex, RegexBuilder};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 use regex::{RegexSet, RegexSetBuilder};
 
 create_exception!(
@@ -25,16 +26,18 @@ fn limit_error(error: pcre2::Error) -> PyErr {
     PatternLimitError::new_err(error.to_string())
 }
 
-/// One translated pattern.
+/// One translated pattern, behind its prefilter: a pattern without lookarounds for Rust's `regex`, whose matches
+/// include the pattern's, so that a DFA pass rules most texts out before PCRE2 backtracks through them.
 #[pyclass(frozen, module = "detectors.native")]
 pub struct Pattern {
     regex: Regex,
+    prefilter: regex::Regex,
 }
 
 #[pymethods]
 impl Pattern {
     #[new]
-    fn new(source: &str) -> PyResult<Self> {
+    fn new(source: &str, prefilter: &str) -> PyResult<Self> {
         let regex = RegexBuilder::new()
             .utf(true)
             .jit_if_available(true)
@@ -43,25 +46,37 @@ impl Pattern {
             .map_err(|error| {
                 PyValueError::new_err(format!("PCRE2 refused the pattern: {error}"))
             })?;
-        Ok(Self { regex })
+        let prefilter = regex::Regex::new(prefilter).map_err(|error| {
+            PyValueError::new_err(format!("the prefilter did not compile: {error}"))
+        })?;
+        Ok(Self { regex, prefilter })
     }
 
     /// Whether the pattern matches anywhere in `text`, as `re.search(...) is not None`.
     fn search(&self, text: &str) -> PyResult<bool> {
-        self.regex.is_match(text.as_bytes()).map_err(limit_error)
+        Ok(self.prefilter.is_match(text)
+            && self.regex.is_match(text.as_bytes()).map_err(limit_error)?)
     }
 
     /// `text` with every match replaced by itself less each match of `inner` within it, as
-    /// `self.sub(lambda m: inner.sub("", m.group(0)), text)`. Neither pattern may match the empty string (the caller
-    /// checks), so the two agree on where each next search starts.
-    fn delete_within(&self, text: &str, inner: &Pattern) -> PyResult<String> {
-        let subject = text.as_bytes();
-        let mut kept = String::with_capacity(text.len());
+    /// `self.sub(lambda m: inner.sub("", m.group(0)), text)`: the same string object when the pattern does not
+    /// match (no match is empty, so a match moves `copied` past 0). Neither pattern may match the empty string (the
+    /// caller checks), so the two agree on where each next search starts.
+    fn delete_within<'py>(
+        &self,
+        text: &Bound<'py, PyString>,
+        inner: &Pattern,
+    ) -> PyResult<Bound<'py, PyString>> {
+        let whole = text.to_str()?;
+        if !self.prefilter.is_match(whole) {
+            return Ok(text.clone());
+        }
+        let mut kept = String::with_capacity(whole.len());
         let mut copied = 0;
-        for found in self.regex.find_iter(subject) {
+        for found in self.regex.find_iter(whole.as_bytes()) {
             let found = found.map_err(limit_error)?;
-            kept.push_str(&text[copied..found.start()]);
-            let matched = &text[found.start()..found.end()];
+            kept.push_str(&whole[copied..found.start()]);
+            let matched = &whole[found.start()..found.end()];
             let mut inner_copied = 0;
             for removed in inner.regex.find_iter(matched.as_bytes()) {
                 let removed = removed.map_err(limit_error)?;
@@ -71,8 +86,11 @@ impl Pattern {
             kept.push_str(&matched[inner_copied..]);
             copied = found.end();
         }
-        kept.push_str(&text[copied..]);
-        Ok(kept)
+        if copied == 0 {
+            return Ok(text.clone()); // nothing matched
+        }
+        kept.push_str(&whole[copied..]);
+        Ok(PyString::new(text.py(), &kept))
     }
 }
 

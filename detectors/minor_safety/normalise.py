@@ -51,8 +51,12 @@ def fold(text: str) -> str:
     accents all folded away; CJK and digits are kept."""
     if text.isascii():  # most prompts: none of the Unicode steps can change them
         if not text.isprintable():  # a control character, or a tab or newline, which split() takes anyway
-            text = text.translate(_CONTROL)
-        return " ".join(text.lower().split())
+            return " ".join(text.translate(_CONTROL).lower().split())
+        text = text.lower()
+        # Printable ASCII has no whitespace but the space: single spaces between words are what split() leaves.
+        if "  " not in text and not text.startswith(" ") and not text.endswith(" "):
+            return text
+        return " ".join(text.split())
     text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_CONTROL)
     text = text.lower().translate(_CONFUSABLES)
     decomposed = unicodedata.normalize("NFD", text)

@@ -240,12 +240,15 @@ def prefilter_source(pattern: re.Pattern[str]) -> str:
 class CompiledPattern:
     """A Python pattern and its PCRE2 translation, with ``re``'s answers."""
 
-    __slots__ = ("matches_empty", "native", "pattern")
+    __slots__ = ("matches_empty", "native", "pattern", "prefilter")
 
     def __init__(self, pattern: re.Pattern[str]) -> None:
+        parsed = _parsed(pattern)
         self.pattern = pattern
-        self.native = native.Pattern(pcre_source(pattern), prefilter_source(pattern))
-        self.matches_empty = _parser.parse(pattern.pattern, pattern.flags).getwidth()[0] == 0
+        self.prefilter = _Writer(superset=True).pattern(parsed)
+        """The superset Rust's regex runs first (``prefilter_source``)."""
+        self.native = native.Pattern(_Writer().pattern(parsed), self.prefilter)
+        self.matches_empty = parsed.getwidth()[0] == 0
 
     def search(self, text: str) -> bool:
         """``self.pattern.search(text) is not None``."""
@@ -271,9 +274,8 @@ class CompiledPatternSet:
 
     def __init__(self, patterns: Sequence[re.Pattern[str]]) -> None:
         self.patterns = tuple(patterns)
-        self.native = native.PatternSet(
-            [CompiledPattern(pattern).native for pattern in self.patterns], list(map(prefilter_source, self.patterns))
-        )
+        compiled = [CompiledPattern(pattern) for pattern in self.patterns]
+        self.native = native.PatternSet([one.native for one in compiled], [one.prefilter for one in compiled])
 
     def matching(self, text: str, among: int = -1) -> int:
         """Bit ``i`` set when ``patterns[i]`` matches somewhere in ``text``, for the patterns whose bit is set in

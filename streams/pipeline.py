@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 
@@ -237,12 +238,16 @@ class Pipeline:
                 ends[partition] = processor.replay_until
         return ends
 
-    def process(self, records: list[SourceRecord]) -> BatchResult:
+    def process(self, records: list[SourceRecord], between_chunks: Callable[[], None] | None = None) -> BatchResult:
+        """One batch's outputs; ``between_chunks`` is called after each chunk of its records (the sink's
+        ``advance``)."""
         result = BatchResult(positions=self.commit_positions(records))
         # One commit point, decoded and processed a chunk of records at a time: each chunk's events are freed
         # before the next chunk's are built, in the memory they leave, which is still in cache.
         for start in range(0, len(records), _CHUNK_RECORDS):
             self._process_chunk(records[start : start + _CHUNK_RECORDS], result)
+            if between_chunks is not None:
+                between_chunks()
         if Channel.STATE in self.channels:
             self._checkpoint(result.outputs, len(records))
         self._count(result)

@@ -86,7 +86,7 @@ class Runner:
             return None
         started = time.perf_counter()
         with self._transaction(self.pipeline.commit_positions(records)):
-            result = self.pipeline.process(records)
+            result = self.pipeline.process(records, between_chunks=self.sink.advance)
             for output in result.outputs:
                 self.sink.add(output)
             self.sink.commit()

@@ -14,7 +14,8 @@ class Sink(ABC):
     A batch is ``begin`` (with the source positions it takes the source to) → ``add``… → ``commit``. The
     default commit flushes the outputs and then commits the source positions (at-least-once); a
     transactional backend overrides ``begin``, ``commit`` and ``abort`` to put both in one transaction
-    (exactly-once).
+    (exactly-once). Its commit may complete in the background: a failure then surfaces in the next batch, which
+    is given up with it, and ``flush`` waits for it.
     """
 
     _consuming: tuple[Source, dict[int, int]] | None = None
@@ -27,6 +28,10 @@ class Sink(ABC):
         """Start a batch that takes ``source`` to ``positions`` (per partition, the next offset to read; empty
         for a batch that consumes nothing)."""
         self._consuming = (source, positions)
+
+    def advance(self) -> None:  # noqa: B027 - only a sink whose commits complete in the background has work here
+        """Called between chunks of a batch's work: go on with the batch's own opening, if the last commit has
+        completed meanwhile, without waiting for it."""
 
     @abstractmethod
     def add(self, record: OutputRecord) -> None:

@@ -109,8 +109,10 @@ class KafkaWorker:
         if checkpoint is not None and checkpoint < committed:
             # The state is as of its last checkpoint: the records since then are processed again, silently.
             processor.position, processor.replay_until = checkpoint, committed
-            self.source.seek(partition, checkpoint)
             replay = committed - checkpoint
+        # From where the state is: records fetched before this restore may come from anywhere (a revoked
+        # partition's old position).
+        self.source.seek(partition, processor.position)
         metrics.RESTORED_STATE_RECORDS.inc(applied)
         metrics.REPLAYED_INPUT_RECORDS.inc(replay)
         metrics.ASSIGNED_PARTITIONS.set(len(self.runner.pipeline.processors))
@@ -142,10 +144,18 @@ class KafkaWorker:
         try:
             while not self.stopping.is_set():
                 self.turn()
-            self.runner.checkpoint_all()  # a clean stop: the next owner of these partitions replays nothing
+            self.stop_cleanly()
         finally:
             server.shutdown()
             self.close()
+
+    def stop_cleanly(self) -> None:
+        """A checkpoint of every partition, so the next owner of these partitions replays nothing; skipped when the
+        last batch's commit failed (the next owner replays from the committed offsets, as after a crash)."""
+        try:
+            self.runner.checkpoint_all()
+        except KafkaError as error:
+            log.warning("the last batch's commit failed (%s); stopping without a checkpoint", error)
 
     def turn(self) -> BatchResult | None:
         """One loop turn: config reload and reversals, then one batch (None when nothing came)."""

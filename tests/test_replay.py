@@ -228,6 +228,9 @@ class _RecordingSink(Sink):
     def abort(self) -> None:
         self.log.append(("abort",))
 
+    def advance(self) -> None:
+        self.log.append(("advance",))
+
 
 def test_a_batch_begins_with_the_positions_it_commits_and_commits_them_after_its_outputs(
     make_event: EventFactory,
@@ -241,7 +244,19 @@ def test_a_batch_begins_with_the_positions_it_commits_and_commits_them_after_its
     runner.pipeline.processor(1).replay_until = 9  # a restore replaying partition 1 up to offset 9
     result = runner.step()
     assert result is not None and result.positions == {0: 6, 1: 9}
-    assert log == [("begin", {0: 6, 1: 9}), ("add", Channel.DEAD_LETTERS), ("flush",), ("commit", {0: 6, 1: 9})]
+    assert log == [
+        ("begin", {0: 6, 1: 9}), ("advance",), ("add", Channel.DEAD_LETTERS), ("flush",), ("commit", {0: 6, 1: 9})
+    ]
+
+
+def test_the_sink_advances_after_each_chunk_of_a_batch(make_event: EventFactory) -> None:
+    """A transactional sink whose last commit completes in the background opens the batch's transaction at the
+    first chance: the runner gives it one after each chunk of records, before the batch's outputs are added."""
+    value = make_event(0).model_dump_json().encode()
+    records = [SourceRecord(value, 0, offset) for offset in range(2_500)] + [SourceRecord(b"{", 0, 2_500)]
+    log: list[Any] = []
+    Runner(WardenConfig(), _RecordingSource([records], log), _RecordingSink(log)).step()
+    assert [entry[0] for entry in log] == ["begin", "advance", "advance", "advance", "add", "flush", "commit"]
 
 
 def test_a_batch_whose_begin_fails_is_aborted(make_event: EventFactory) -> None:

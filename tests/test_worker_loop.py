@@ -83,7 +83,8 @@ def source(consumer: FakeConsumer, catch_up_ms: int, last_poll_ago_s: float) -> 
     made = KafkaSource.__new__(KafkaSource)
     made.config = KafkaConfig(fetch_catch_up_ms=catch_up_ms, poll_timeout_ms=500)
     made.consumer = consumer  # type: ignore[assignment]
-    made.assign_hooks, made.revoke_hooks, made.awaiting_restore = [], [], set()
+    made.assign_hooks, made.revoke_hooks, made.awaiting_restore, made.revoked = [], [], set(), set()
+    made._rebalance_lock = threading.Lock()
     made._last_poll_end = time.monotonic() - last_poll_ago_s
     made._sought = set()
     return made
@@ -110,6 +111,28 @@ def test_a_restore_that_replays_from_a_checkpoint_drops_what_the_poll_fetched_fr
     records = made.poll(10)
     assert [(r.partition, r.offset) for r in records] == [(0, 1)]
     assert consumer.sought == (P1, 4)
+
+
+def test_a_rebalance_noted_during_a_batch_drops_and_restores_state_at_the_next_poll_and_leaves_its_records_out() -> (
+    None
+):
+    """The listener runs on the consumer's IO thread, at any moment: state is dropped and restored only in ``poll``,
+    on the loop's thread, revocations first; the poll leaves out the records of the partitions it dropped or
+    restored (the restore seeks; the next fetch starts where the state is)."""
+    consumer = FakeConsumer([{P0: fetched(P0, 1)}, {P0: fetched(P0, 2), P1: fetched(P1, 8)}])
+    made = source(consumer, catch_up_ms=0, last_poll_ago_s=0.0)
+    made.topic = "t"
+    hooks: list[tuple[str, int]] = []
+    made.revoke_hooks.append(lambda partition: hooks.append(("drop", partition)))
+    made.assign_hooks.append(lambda partition: (hooks.append(("restore", partition)), made.seek(partition, 3)))
+    made.note_rebalance(assigned=[0, 1])
+    assert [(r.partition, r.offset) for r in made.poll(10)] == []  # both restored; what came with them waits
+    made.note_rebalance(revoked=[0, 1])  # mid-batch: nothing is dropped yet
+    made.note_rebalance(assigned=[0])
+    assert hooks == [("restore", 0), ("restore", 1)]
+    assert [(r.partition, r.offset) for r in made.poll(10)] == []
+    assert hooks[2:] == [("drop", 0), ("drop", 1), ("restore", 0)]
+    assert made.awaiting_restore == set() and made.revoked == set()
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
-from tests.integration.kafka_support import RESTORE_LINE, Deployment, broker, sorted_values, stop_worker
+from models.config import load_config
+from streams.kafka_io import KafkaSink, KafkaSource
+from streams.records import Channel, OutputRecord
+from tests.integration.kafka_support import BOOTSTRAP, RESTORE_LINE, Deployment, broker, sorted_values, stop_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("kafka_broker")]
 
@@ -175,3 +180,29 @@ def test_without_transactions_delivery_is_at_least_once_with_deterministic_ids(
     stop_worker(worker)
     got = sorted_values(deployment.read_committed("actions"))
     assert sorted(set(got)) == actions, "deduped by their deterministic ids, the actions equal replay's"
+
+
+def test_a_commit_completes_in_the_background_and_a_failed_one_is_raised_in_the_next_batch(tmp_path: Path) -> None:
+    """``KafkaSink.commit`` returns before its transaction completes; the next batch's transaction opens after it.
+    A producer fenced meanwhile fails the batch in flight: the failure is raised, and only the batch that
+    completed is visible to a read_committed consumer."""
+    deployment = Deployment(tmp_path)
+    kafka = load_config(deployment.config_path).kafka
+    source = KafkaSource(kafka, "async")
+    sink = KafkaSink(kafka, source, "async")
+    try:
+        sink.begin(source, {})
+        sink.add(OutputRecord(Channel.FINDINGS, b"k", b"first"))
+        sink.commit()
+        sink.begin(source, {})  # waits for nothing: the first commit may still be in flight
+        sink.add(OutputRecord(Channel.FINDINGS, b"k", b"second"))  # opens the second transaction after the first
+        fencer = KafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=f"{kafka.transactional_id_prefix}-async")
+        fencer.init_transactions()  # a successor with the same id: aborts the open transaction, fences ours
+        fencer.close()
+        with pytest.raises(KafkaError):
+            sink.commit()
+            sink.settle()
+    finally:
+        sink.close()
+        source.close()
+    assert sorted_values(deployment.read_committed("findings")) == [b"first"]

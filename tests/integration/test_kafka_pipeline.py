@@ -116,11 +116,12 @@ def test_a_clean_stop_leaves_nothing_to_replay(telemetry: Telemetry, tmp_path: P
     worker = deployment.start_worker("clean")
     deployment.wait_until_consumed()
     assert stop_worker(worker) == 0
+    # The first start may have joined twice (a second join soon after the first happens), restoring each time.
+    first = deployment.wait_for_restores("clean", 4)
     worker = deployment.start_worker("clean")
-    restores = deployment.wait_for_restores("clean", 8)
+    second = deployment.wait_for_restores("clean", len(first) + 4)[len(first) : len(first) + 4]
     stop_worker(worker)
-    first, second = restores[:4], restores[4:8]
-    assert [replayed for _, replayed in first] == [0, 0, 0, 0], "the first start had no committed input"
+    assert {replayed for _, replayed in first} == {0}, "the first start had no committed input"
     assert sum(restored for restored, _ in second) > 0, "the restart must restore the state it checkpointed"
     assert [replayed for _, replayed in second] == [0, 0, 0, 0], "a clean stop checkpoints everything"
 

@@ -342,9 +342,14 @@ def bench_kafka(workdir: Path, accounts: int, hours: float) -> list[Row]:
         quix_rate = _quix_rate(telemetry, total)
         if quix_rate is not None:
             quix.append(quix_rate)
+    # Each round's own ratio too: its two consumers ran seconds apart, where the best rounds may be a minute apart
+    # and the bare consumer's rate moved by half from one round to the next.
+    paired = [rate / baseline for rate, baseline in zip(warden, bare, strict=True)]
     rounds = {"events": total, "rounds_warden": [round(rate) for rate in warden],
               "rounds_warden_with_setup": [round(rate) for rate in with_setup],
-              "rounds_bare": [round(rate) for rate in bare]}
+              "rounds_bare": [round(rate) for rate in bare],
+              "rounds_ratio": [round(ratio, 3) for ratio in paired],
+              "median_round_ratio": round(statistics.median(paired), 3)}
     rows = [Row("kafka: one warden run worker (exactly-once), best round", max(warden), "events/s",
                 "bare kafka-python consumer: poll + decode, best round", max(bare), "≥ 0.7× bare consumer", rounds),
             Row("kafka: the same worker, against a bare consumer reading records as it does", max(warden), "events/s",

@@ -111,6 +111,7 @@ class KafkaSource(Source):
         self.awaiting_restore: set[int] = set()  # assigned since the last poll
         self.revoked: set[int] = set()  # revoked since the last poll
         self._sought: set[int] = set()  # partitions a restore moved back while this poll's records were fetched
+        self.group_metadata: Any = None  # as of the last poll (``poll``)
         self._last_poll_end = time.monotonic()
 
     def subscribe(self, timeout_s: float = 30.0) -> None:
@@ -158,6 +159,12 @@ class KafkaSource(Source):
     def poll(self, max_records: int) -> list[SourceRecord]:
         since_last_poll_ms = (time.monotonic() - self._last_poll_end) * 1000
         batch = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms, max_records=max_records)
+        # The group generation the batch's offsets are committed under, read before the rebalances noted so far are
+        # applied. The listener notes a revocation before the group moves to a new generation, so a partition
+        # revoked since this read either has its records left out below, or the broker refuses the batch's
+        # offsets, which carry the generation it was revoked from (a newer one would be accepted: the group
+        # checks the generation, not which member owns a partition).
+        self.group_metadata = self.consumer.group_metadata()
         # A partition's records wait for its state: records of a revoked partition, or fetched before its restore
         # moved it to where its state is, are left out (fetched again from there, or by the partition's new owner).
         left_out = self._rebalanced()
@@ -382,7 +389,7 @@ class KafkaSink(Sink):
         ``commit`` waits on the result it returns."""
         producer = self.producer
         sent = producer._transaction_manager.send_offsets_to_transaction(
-            self.source.offsets(positions), self.source.consumer.group_metadata()
+            self.source.offsets(positions), self.source.group_metadata
         )
         producer._sender.wakeup()
         return sent

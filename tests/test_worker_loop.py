@@ -70,10 +70,17 @@ class FakeConsumer:
     def __init__(self, answers: list[dict[TopicPartition, list[ConsumerRecord]]]) -> None:
         self.answers = answers
         self.asked: list[tuple[int, int]] = []
+        self.generation = 1
+        self.meanwhile: list[Any] = []  # what happens on the IO thread during each poll
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
         self.asked.append((timeout_ms, max_records))
+        if self.meanwhile:
+            self.meanwhile.pop(0)()
         return self.answers.pop(0) if self.answers else {}
+
+    def group_metadata(self) -> int:
+        return self.generation
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.sought = (tp, offset)
@@ -133,6 +140,29 @@ def test_a_rebalance_noted_during_a_batch_drops_and_restores_state_at_the_next_p
     assert [(r.partition, r.offset) for r in made.poll(10)] == []
     assert hooks[2:] == [("drop", 0), ("drop", 1), ("restore", 0)]
     assert made.awaiting_restore == set() and made.revoked == set()
+
+
+def test_a_batch_commits_under_the_generation_its_poll_ended_in_without_the_partitions_that_moved() -> None:
+    """A rebalance during the poll: the listener notes the revocation before the group moves to a new generation,
+    so the batch's offsets carry the new one only when the revoked partition's records are left out. One noted
+    after the poll is applied at the next, and the batch's offsets keep the generation it was revoked from, which
+    the broker refuses."""
+    consumer = FakeConsumer([{P0: fetched(P0, 1), P1: fetched(P1, 5)}, {P0: fetched(P0, 2)}])
+    made = source(consumer, catch_up_ms=0, last_poll_ago_s=0.0)
+    dropped: list[int] = []
+    made.revoke_hooks.append(dropped.append)
+
+    def group_moves_on() -> None:
+        made.note_rebalance(revoked=[1])
+        consumer.generation = 2
+
+    consumer.meanwhile.append(group_moves_on)
+    assert [(r.partition, r.offset) for r in made.poll(10)] == [(0, 1)]
+    assert made.group_metadata == 2 and dropped == [1]
+    made.note_rebalance(revoked=[0])  # during the batch
+    consumer.generation = 3
+    assert made.group_metadata == 2 and dropped == [1]
+    assert made.poll(10) == [] and dropped == [1, 0]
 
 
 @pytest.mark.parametrize(

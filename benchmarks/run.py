@@ -334,11 +334,22 @@ def bench_kafka(workdir: Path, accounts: int, hours: float) -> list[Row]:
         ensure_topics(config.kafka)
         if round_number == 0:
             _produce(telemetry, lines)
-        bare.append(_bare_consumer_rate(telemetry, total))
-        bare_compiled.append(_bare_consumer_rate(telemetry, total, compiled_records=True))
-        steady, whole_turn = _warden_rate(config, total)
-        warden.append(steady)
-        with_setup.append(whole_turn)
+
+        def run_worker(config: WardenConfig = config) -> None:
+            steady, whole_turn = _warden_rate(config, total)
+            warden.append(steady)
+            with_setup.append(whole_turn)
+
+        consumers: list[Callable[[], None]] = [
+            lambda: bare.append(_bare_consumer_rate(telemetry, total)),
+            lambda: bare_compiled.append(_bare_consumer_rate(telemetry, total, compiled_records=True)),
+            run_worker,
+        ]
+        # Each takes the round's first turn in its own round: the first after the producer (or the last round's
+        # quixstreams app) measured fastest, whichever it was.
+        turn = round_number % len(consumers)
+        for consume in consumers[turn:] + consumers[:turn]:
+            consume()
         quix_rate = _quix_rate(telemetry, total)
         if quix_rate is not None:
             quix.append(quix_rate)

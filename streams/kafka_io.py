@@ -223,16 +223,9 @@ class KafkaSource(Source):
         self.consumer.seek(TopicPartition(self.topic, partition), offset)
         self._sought.add(partition)
 
-    def rewind(self) -> list[int]:
-        """Seek every assigned partition back to its committed offset; returns the partitions."""
-        partitions = sorted(self.consumer.assignment(), key=lambda tp: tp.partition)
-        for tp in partitions:
-            committed = self.consumer.committed(tp)
-            if committed is None:
-                self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
-        return [tp.partition for tp in partitions]
+    def assigned(self) -> list[int]:
+        """The partitions assigned now, in order."""
+        return sorted(tp.partition for tp in self.consumer.assignment())
 
     def close(self) -> None:
         self.consumer.close()
@@ -353,10 +346,13 @@ class KafkaSink(Sink):
         """Open the begun batch's transaction if the last commit has completed, without waiting for it. Called
         between chunks of the batch's work: the offsets then go ahead and are answered while the rest of it is
         processed."""
-        if self._opening is not None and (self._committing is None or self._committing.is_done):
+        if self._committing is None or self._committing.is_done:
             self._open_transaction()
 
     def _open_transaction(self) -> None:
+        """Open the begun batch's transaction, once the last commit has completed, unless it is open already."""
+        if self._opening is None:
+            return
         self.settle()
         positions, self._opening = self._opening, None
         self.producer.begin_transaction()
@@ -365,8 +361,7 @@ class KafkaSink(Sink):
             self._offsets_sent = self._send_offsets(positions)
 
     def add(self, record: OutputRecord) -> None:
-        if self._opening is not None:
-            self._open_transaction()
+        self._open_transaction()
         self.producer.send(
             self._topics[record.channel],
             value=record.value,
@@ -407,8 +402,7 @@ class KafkaSink(Sink):
         if not self.config.transactions:
             super().commit()
             return
-        if self._opening is not None:
-            self._open_transaction()
+        self._open_transaction()
         sent, self._offsets_sent = self._offsets_sent, None
         if sent is not None:
             # Answered while the batch was processed, as a rule. A commit begun after they failed (a rebalance's new

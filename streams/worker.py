@@ -128,8 +128,9 @@ class KafkaWorker:
         log.info("partition %d revoked", partition)
 
     def recover(self) -> None:
-        """After an aborted batch: back to the committed offsets, and state to what was committed."""
-        for partition in self.source.rewind():
+        """After an aborted batch: every partition's state to what was committed, and its input to where that state
+        is (``restore_partition`` seeks there)."""
+        for partition in self.source.assigned():
             self.restore_partition(partition)
 
     def healthy(self) -> tuple[bool, str]:

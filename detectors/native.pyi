@@ -145,6 +145,7 @@ class EventDecoder:
         fields: list[tuple[str, str, bool, int | None, int | None, Any, Any]],
         epoch_ms: str,
         joined: tuple[str, str, list[str]],
+        one_per_call: list[str],
     ) -> None: ...
     def decode(self, value: bytes) -> Any | None:
         """The event a record in the plain shape holds, or None (pydantic then decides)."""
@@ -153,8 +154,8 @@ class EventDecoder:
         shape, longer than ``max_bytes``, or no bytes at all."""
 
 class RecordBatchReader:
-    """One partition's Kafka record batches (format v2) read into kafka-python's ``ConsumerRecord`` s
-    (``native/src/records.rs``)."""
+    """One partition's Kafka record batches (format v2) read into records of ``record_type``: kafka-python's
+    ``ConsumerRecord``, or a namedtuple of some of its fields, picked by name (``native/src/records.rs``)."""
 
     def __init__(self, record_type: type[Any], topic: str, partition: int) -> None: ...
     def read(self, batch: Any, buffer: bytearray, start: int) -> tuple[list[Any], int, str | None]:

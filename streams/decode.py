@@ -60,10 +60,15 @@ def _fast_path_field(
 
 _FAST_PATH_SETTINGS: dict[str, tuple[object, ...]] = {
     "extra": ("allow",),
-    "frozen": (True, False),
+    "frozen": (True,),
     "str_strip_whitespace": (False,),
 }
-"""The model settings the fast path builds events under; any other setting (strict, str_to_lower, ...) stops it."""
+"""The model settings the fast path builds events under; any other setting (strict, str_to_lower, ...) stops it.
+Frozen, since its events share their fields set and their (empty) extra fields."""
+
+_ONE_PER_CALL = ("event_id", "resource_id")
+"""Text fields whose values seldom recur (a call's id, the object it made): the compiled decoder makes them fresh.
+In its cache of recent strings, each was a miss that pushed out a value that recurs."""
 
 
 def _fast_decoder(model: type[BaseModel]) -> native.EventDecoder:
@@ -75,7 +80,9 @@ def _fast_decoder(model: type[BaseModel]) -> native.EventDecoder:
     if config.get("extra") != "allow" or not settings_apply or hooks:
         raise TypeError(f"{model.__name__}: the decoder's fast path does not apply the model's settings")
     fields = [_fast_path_field(model.__name__, name, info) for name, info in model.model_fields.items()]
-    return native.EventDecoder(model, fields, "ts_ms", ("key_subject", KEY_SUBJECT_SEPARATOR, list(KEY_SUBJECT_PARTS)))
+    joined = ("key_subject", KEY_SUBJECT_SEPARATOR, list(KEY_SUBJECT_PARTS))
+    one_per_call = [name for name in _ONE_PER_CALL if name in model.model_fields]
+    return native.EventDecoder(model, fields, "ts_ms", joined, one_per_call)
 
 
 _FAST_DECODER = _fast_decoder(TelemetryEvent)

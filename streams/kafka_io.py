@@ -8,12 +8,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from operator import itemgetter
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
@@ -21,17 +19,13 @@ from kafka.structs import OffsetAndMetadata
 from models.config import KafkaConfig
 from streams.changelog import CHANGELOG_BATCH_END, LatestRecords
 from streams.kafka_records import read_records_compiled
-from streams.records import Channel, OutputRecord, SourceRecord, new_source_record
+from streams.records import Channel, OutputRecord, SourceRecord
 from streams.sink import Sink
 from streams.source import Source
 
 log = logging.getLogger(__name__)
 
 RESTORE_TIMEOUT_S = 120.0
-
-_SOURCE_FIELDS = itemgetter(*(ConsumerRecord._fields.index(name) for name in SourceRecord._fields))
-"""A ConsumerRecord's fields in SourceRecord's order, picked in C (a ConsumerRecord is a tuple)."""
-
 
 def ensure_topics(config: KafkaConfig) -> None:
     """Create Warden's topics if missing: inputs and outputs with the configured partitions; the
@@ -104,7 +98,7 @@ class KafkaSource(Source):
             heartbeat_interval_ms=max(1000, config.session_timeout_ms // 4),
             **config.security.client_options(),
         )
-        read_records_compiled(self.consumer)
+        read_records_compiled(self.consumer, SourceRecord)
         self.assign_hooks: list[AssignHook] = []
         self.revoke_hooks: list[AssignHook] = []
         self._rebalance_lock = threading.Lock()
@@ -177,7 +171,7 @@ class KafkaSource(Source):
         self._last_poll_end = time.monotonic()
         records: list[SourceRecord] = []
         for tp in sorted(batch, key=lambda tp: tp.partition):
-            records.extend(map(new_source_record, map(_SOURCE_FIELDS, batch[tp])))
+            records.extend(batch[tp])
         return records
 
     def _catch_up(self, batch: dict[Any, list[Any]], room: int) -> None:

@@ -4,12 +4,15 @@ kafka-python reads each record of a v2 record batch in Python: varints, slices, 
 `ConsumerRecord`. That was ~5 µs a record, a third of a worker's time on a backlog. `CompiledPartitionRecords`
 keeps kafka-python's handling of whole batches (the CRC check, aborted transactions, control batches, the fetch
 position) and reads the records of a v2 batch with `native.RecordBatchReader`. The reader makes the same
-`ConsumerRecord`s from the same bytes; `tests/test_kafka_records.py` holds the two to that.
+`ConsumerRecord`s from the same bytes; `tests/test_kafka_records.py` holds the two to that. A consumer may take
+records of some of `ConsumerRecord`'s fields instead (Warden's input consumer takes `SourceRecord`s): only those
+fields are made, and no `ConsumerRecord` is made to be copied and dropped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 import kafka.errors
@@ -29,13 +32,18 @@ class CompiledPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
     consumers with deserializers are left to kafka-python's own loop.
     """
 
+    record_type: type[tuple[Any, ...]] = ConsumerRecord
+    """The records handed out: a namedtuple of `ConsumerRecord`'s fields (``read_records_compiled``)."""
+    record_fields: tuple[str, ...] = ConsumerRecord._fields
+
     def _unpack_records(
         self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any
     ) -> Iterator[ConsumerRecord]:
         if key_deserializer is not None or value_deserializer is not None:
-            yield from super()._unpack_records(tp, records, key_deserializer, value_deserializer)
+            for record in super()._unpack_records(tp, records, key_deserializer, value_deserializer):
+                yield self._picked(record)
             return
-        reader = RecordBatchReader(ConsumerRecord, tp.topic, tp.partition)
+        reader = RecordBatchReader(self.record_type, tp.topic, tp.partition)
         batch = records.next_batch()
         last_batch = None
         while batch is not None:
@@ -77,7 +85,13 @@ class CompiledPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
             self.next_fetch_offset = last_batch.next_offset
         self.drain()
 
-    def _legacy_records(self, tp: Any, batch: Any) -> Iterator[ConsumerRecord]:
+    def _picked(self, record: ConsumerRecord) -> Any:
+        """A `ConsumerRecord`'s fields as a record of ``record_type``."""
+        if self.record_type is ConsumerRecord:
+            return record
+        return tuple.__new__(self.record_type, (getattr(record, name) for name in self.record_fields))
+
+    def _legacy_records(self, tp: Any, batch: Any) -> Iterator[Any]:
         """A batch of message format v0 or v1, from topics written before Kafka 0.11, read by kafka-python."""
         for record in batch:
             if self.check_crcs and not record.validate_crc():
@@ -87,18 +101,33 @@ class CompiledPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
             self.records_read += 1
             self.bytes_read += record.size_in_bytes
             self.next_fetch_offset = record.offset + 1
-            yield ConsumerRecord(
+            yield self._picked(ConsumerRecord(
                 tp.topic, tp.partition, self.leader_epoch, record.offset, record.timestamp, record.timestamp_type,
                 record.key, record.value, record.headers, record.checksum,
                 len(record.key) if record.key is not None else -1,
                 len(record.value) if record.value is not None else -1,
                 -1,  # v0 and v1 records have no headers
-            )
+            ))
 
 
-def read_records_compiled(consumer: KafkaConsumer) -> None:
-    """Have ``consumer`` read its fetched records with `CompiledPartitionRecords`."""
+def read_records_compiled(consumer: KafkaConsumer, record_type: type[tuple[Any, ...]] = ConsumerRecord) -> None:
+    """Have ``consumer`` read its fetched records with `CompiledPartitionRecords`, handing out records of
+    ``record_type``: a namedtuple of some of `ConsumerRecord`'s fields, ``offset`` among them (kafka-python reads
+    it), or `ConsumerRecord` itself."""
     fetcher = consumer._fetcher
     if not isinstance(getattr(fetcher, "PartitionRecords", None), type):
         raise RuntimeError("this kafka-python's fetcher has no PartitionRecords to replace; Warden is written for 3.0")
-    fetcher.PartitionRecords = CompiledPartitionRecords
+    fetcher.PartitionRecords = compiled_partition_records(record_type)
+
+
+@cache
+def compiled_partition_records(record_type: type[tuple[Any, ...]]) -> type[CompiledPartitionRecords]:
+    """`CompiledPartitionRecords` handing out records of ``record_type``."""
+    if record_type is ConsumerRecord:
+        return CompiledPartitionRecords
+    RecordBatchReader(record_type, "", 0)  # refuses a field ConsumerRecord has not
+    fields: tuple[str, ...] = record_type._fields  # type: ignore[attr-defined]  # a namedtuple's
+    if "offset" not in fields:
+        raise TypeError(f"{record_type.__name__}: kafka-python reads a record's offset")
+    name = f"CompiledPartitionRecordsOf{record_type.__name__}"
+    return type(name, (CompiledPartitionRecords,), {"record_type": record_type, "record_fields": fields})

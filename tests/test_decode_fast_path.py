@@ -212,6 +212,23 @@ def test_the_simulators_records_take_the_fast_path(tmp_path: Path) -> None:
         assert decode_event(record) == fast
 
 
+def test_events_sharing_their_fields_set_and_extra_stay_apart_when_one_is_copied_with_changes() -> None:
+    plain = b'{"event_id":"e1","ts":"2026-01-05T00:00:00Z","account_id":"a","api_key_id":"k","ip":"10.0.0.1",' \
+        b'"endpoint":"/v1","method":"GET","status":200,"credits":1.0}'
+    first, second = _FAST_DECODER.decode(plain), _FAST_DECODER.decode(plain.replace(b"e1", b"e2"))
+    assert first is not None and second is not None
+    assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__  # shared, as the decoder makes them
+    changed = first.model_copy(update={"device_id": "d", "note": "extra"})
+    assert (changed.device_id, changed.model_extra) == ("d", {"note": "extra"})
+    assert "device_id" in changed.model_fields_set
+    for untouched in (first, second):
+        assert "device_id" not in untouched.model_fields_set
+        assert untouched.model_extra == {}
+    with pytest.raises(ValueError, match="frozen"):
+        first.device_id = "d"  # type: ignore[misc]
+    assert second.model_fields_set == TelemetryEvent.model_validate_json(plain).model_fields_set
+
+
 def test_records_outside_the_plain_shape_are_still_decoded_or_refused_by_pydantic() -> None:
     base = {"event_id": "e", "ts": "2026-01-05T00:00:00Z", "account_id": "a", "api_key_id": "k", "ip": "10.0.0.1",
             "endpoint": "/v1/images", "method": "POST", "status": 200, "credits": 1}
@@ -242,12 +259,12 @@ def test_a_batch_decodes_as_its_records_do_one_at_a_time(batch: list[bytes | Non
 
 def test_a_model_the_fast_path_could_not_check_exactly_is_refused_at_import() -> None:
     class Patterned(BaseModel):
-        model_config = ConfigDict(extra="allow")
+        model_config = ConfigDict(extra="allow", frozen=True)
         ts: datetime
         event_id: str = Field(pattern="^ev-")
 
     class Validated(BaseModel):
-        model_config = ConfigDict(extra="allow")
+        model_config = ConfigDict(extra="allow", frozen=True)
         event_id: str
 
         @field_validator("event_id")
@@ -256,13 +273,18 @@ def test_a_model_the_fast_path_could_not_check_exactly_is_refused_at_import() ->
             return value.upper()
 
     class Aliased(BaseModel):
-        model_config = ConfigDict(extra="allow")
+        model_config = ConfigDict(extra="allow", frozen=True)
         event_id: str = Field(alias="id")
 
     class Lowered(BaseModel):
-        model_config = ConfigDict(extra="allow", str_to_lower=True)
+        model_config = ConfigDict(extra="allow", frozen=True, str_to_lower=True)
         event_id: str
 
-    for model in (Patterned, Validated, Aliased, Lowered):
+    class Thawed(BaseModel):  # its events could change, and the fast path's share their fields set
+        model_config = ConfigDict(extra="allow")
+        ts: datetime
+        event_id: str
+
+    for model in (Patterned, Validated, Aliased, Lowered, Thawed):
         with pytest.raises(TypeError, match="fast path"):
             _fast_decoder(model)

@@ -16,7 +16,8 @@ from kafka.consumer.fetcher import Fetcher, IsolationLevel
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 from kafka.record.util import calc_crc32c
 
-from streams.kafka_records import CompiledPartitionRecords
+from streams.kafka_records import CompiledPartitionRecords, compiled_partition_records
+from streams.records import SourceRecord
 
 TP = TopicPartition("usage", 3)
 GZIP, ZSTD = 1, 4
@@ -98,6 +99,21 @@ def test_the_compiled_reader_hands_out_what_kafka_python_does(specs: list[dict[s
     expected = _drain(Fetcher.PartitionRecords, fetched, start, take)
     assert _drain(CompiledPartitionRecords, fetched, start, take) == expected
     assert expected[0] or start > 0  # the records were read, not lost on both sides
+    records, *rest = _drain(compiled_partition_records(SourceRecord), fetched, start, take)
+    assert (_as_source_records(expected[0]), *expected[1:]) == (records, *rest)
+    assert all(type(record) is SourceRecord for record in records)
+
+
+def _as_source_records(records: list[Any]) -> list[SourceRecord]:
+    """kafka-python's records' fields that a SourceRecord has."""
+    return [SourceRecord(record.value, record.partition, record.offset, record.key) for record in records]
+
+
+def test_a_record_type_with_a_field_kafka_python_has_not_or_without_the_offset_is_refused() -> None:
+    with pytest.raises(TypeError, match="no such field"):
+        compiled_partition_records(namedtuple("Named", "value offset size"))
+    with pytest.raises(TypeError, match="offset"):
+        compiled_partition_records(namedtuple("Unplaced", "value partition"))
 
 
 def test_records_carry_every_field_kafka_python_gives() -> None:
@@ -157,3 +173,5 @@ def test_a_corrupt_record_stops_both_readers_with_the_same_error(flip_at: int) -
     ours, _, our_error, _ = _drain(CompiledPartitionRecords, fetched)
     assert our_error == their_error
     assert ours == theirs[: len(ours)]
+    picked, _, picked_error, _ = _drain(compiled_partition_records(SourceRecord), fetched)
+    assert (picked, picked_error) == (_as_source_records(ours), our_error)

@@ -1,15 +1,48 @@
 //! Kafka record batches of message format v2, read into kafka-python's `ConsumerRecord`s: the per-record loop of
 //! kafka-python's `DefaultRecordBatch` and `PartitionRecords`, compiled. It makes the same records from the same
-//! bytes (`tests/test_kafka_records.py` holds it to kafka-python's own reader).
+//! bytes (`tests/test_kafka_records.py` holds it to kafka-python's own reader), or records of some of their
+//! fields, picked by name: Warden's `SourceRecord`, without making the fields it has no use for.
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
-/// kafka-python's `ConsumerRecord`: topic, partition, leader epoch, offset, timestamp, timestamp type, key, value,
-/// headers, checksum, and the key's, value's and headers' sizes.
-const RECORD_FIELDS: usize = 13;
+/// A field of kafka-python's `ConsumerRecord`: topic, partition, leader epoch, offset, timestamp, timestamp type,
+/// key, value, headers, checksum, and the key's, value's and headers' sizes.
+#[derive(Clone, Copy, PartialEq)]
+enum RecordField {
+    Topic,
+    Partition,
+    LeaderEpoch,
+    Offset,
+    Timestamp,
+    TimestampType,
+    Key,
+    Value,
+    Headers,
+    Checksum,
+    KeySize,
+    ValueSize,
+    HeadersSize,
+}
+
+/// `ConsumerRecord`'s field names, the names a record type's fields are picked by.
+const RECORD_FIELDS: [(&str, RecordField); 13] = [
+    ("topic", RecordField::Topic),
+    ("partition", RecordField::Partition),
+    ("leader_epoch", RecordField::LeaderEpoch),
+    ("offset", RecordField::Offset),
+    ("timestamp", RecordField::Timestamp),
+    ("timestamp_type", RecordField::TimestampType),
+    ("key", RecordField::Key),
+    ("value", RecordField::Value),
+    ("headers", RecordField::Headers),
+    ("checksum", RecordField::Checksum),
+    ("serialized_key_size", RecordField::KeySize),
+    ("serialized_value_size", RecordField::ValueSize),
+    ("serialized_header_size", RecordField::HeadersSize),
+];
 
 /// Why a batch's records stopped: bytes that do not parse (the records before them are still handed out, as
 /// kafka-python hands out a batch's records up to the one that fails), or an error in Python.
@@ -96,11 +129,12 @@ struct BatchHeader {
     timestamp_type: Py<PyAny>,
 }
 
-/// Reads one partition's v2 record batches into `ConsumerRecord`s: kafka-python's `ConsumerRecord` class, its
-/// topic and partition are given once.
+/// Reads one partition's v2 record batches into records of `record_type`: a namedtuple of `ConsumerRecord`'s fields,
+/// all of them (kafka-python's `ConsumerRecord` class) or some, in any order. The topic and partition are given once.
 #[pyclass(module = "detectors.native")]
 pub struct RecordBatchReader {
     record_type: Py<PyType>,
+    fields: Vec<RecordField>,
     topic: Py<PyString>,
     partition: Py<PyAny>,
 }
@@ -113,14 +147,25 @@ impl RecordBatchReader {
         topic: Bound<'_, PyString>,
         partition: Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        let fields: usize = record_type.getattr("_fields")?.len()?;
-        if !record_type.is_subclass_of::<PyTuple>()? || fields != RECORD_FIELDS {
-            return Err(PyTypeError::new_err(format!(
-                "records are namedtuples of {RECORD_FIELDS} fields"
-            )));
+        if !record_type.is_subclass_of::<PyTuple>()? {
+            return Err(PyTypeError::new_err("records are namedtuples"));
         }
+        let names: Vec<String> = record_type.getattr("_fields")?.extract()?;
+        let fields = names
+            .iter()
+            .map(|name| {
+                RECORD_FIELDS
+                    .iter()
+                    .find(|(known, _)| known == name)
+                    .map(|&(_, field)| field)
+                    .ok_or_else(|| {
+                        PyTypeError::new_err(format!("{name}: a ConsumerRecord has no such field"))
+                    })
+            })
+            .collect::<PyResult<Vec<RecordField>>>()?;
         Ok(Self {
             record_type: record_type.unbind(),
+            fields,
             topic: topic.unbind(),
             partition: partition.unbind(),
         })
@@ -191,7 +236,10 @@ impl RecordBatchReader {
                 "found invalid number of record headers {header_count}"
             ));
         }
-        let headers = PyList::empty(py);
+        let headers = self
+            .fields
+            .contains(&RecordField::Headers)
+            .then(|| PyList::empty(py));
         let mut header_size = 0usize;
         for _ in 0..header_count {
             let Some(name) = cursor.nullable()? else {
@@ -202,8 +250,9 @@ impl RecordBatchReader {
             };
             let content = cursor.nullable()?;
             header_size += name.len() + content.map_or(0, <[u8]>::len);
-            let content = content.map(|content| PyBytes::new(py, content));
-            headers.append((name, content))?;
+            if let Some(headers) = &headers {
+                headers.append((name, content.map(|content| PyBytes::new(py, content))))?;
+            }
         }
         if i128::try_from(cursor.at - body_start).ok() != Some(length) {
             return corrupt(format!(
@@ -211,51 +260,48 @@ impl RecordBatchReader {
                 cursor.at - body_start
             ));
         }
-        let timestamp = if header.log_append_time {
-            header.max_timestamp.bind(py).clone()
-        } else {
-            int(py, header.first_timestamp + timestamp_delta)
+        let none = || py.None().into_bound(py);
+        let bytes = |field: Option<&[u8]>| {
+            field.map_or_else(none, |field| PyBytes::new(py, field).into_any())
         };
-        let none = py.None().into_bound(py);
-        let fields = [
-            self.topic.bind(py).clone().into_any(),
-            self.partition.bind(py).clone(),
-            header.leader_epoch.bind(py).clone(),
-            int(py, offset),
-            timestamp,
-            header.timestamp_type.bind(py).clone(),
-            key.map_or_else(|| none.clone(), |key| PyBytes::new(py, key).into_any()),
-            value.map_or_else(|| none.clone(), |value| PyBytes::new(py, value).into_any()),
-            headers.into_any(),
-            none,
-            int(py, size_field(key)),
-            int(py, size_field(value)),
-            int(
-                py,
-                if header_count == 0 {
-                    -1
-                } else {
-                    header_size as i128
-                },
-            ),
-        ];
+        let mut headers = headers;
+        let fields = self.fields.iter().map(|field| match field {
+            RecordField::Topic => self.topic.bind(py).clone().into_any(),
+            RecordField::Partition => self.partition.bind(py).clone(),
+            RecordField::LeaderEpoch => header.leader_epoch.bind(py).clone(),
+            RecordField::Offset => int(py, offset),
+            RecordField::Timestamp if header.log_append_time => {
+                header.max_timestamp.bind(py).clone()
+            }
+            RecordField::Timestamp => int(py, header.first_timestamp + timestamp_delta),
+            RecordField::TimestampType => header.timestamp_type.bind(py).clone(),
+            RecordField::Key => bytes(key),
+            RecordField::Value => bytes(value),
+            RecordField::Headers => headers.take().map_or_else(none, Bound::into_any),
+            RecordField::Checksum => none(),
+            RecordField::KeySize => int(py, size_field(key)),
+            RecordField::ValueSize => int(py, size_field(value)),
+            RecordField::HeadersSize if header_count == 0 => int(py, -1),
+            RecordField::HeadersSize => int(py, header_size as i128),
+        });
         Ok(self.new_record(py, fields)?)
     }
 
-    /// A `ConsumerRecord` of ``fields``, made as `tuple.__new__(ConsumerRecord, fields)` makes it (a namedtuple is a
-    /// tuple subclass without a `__dict__`), without the call's argument tuples.
+    /// A record of ``fields``, made as `tuple.__new__(record_type, fields)` makes it (a namedtuple is a tuple
+    /// subclass without a `__dict__`), without the call's argument tuples.
     fn new_record<'py>(
         &self,
         py: Python<'py>,
-        fields: [Bound<'py, PyAny>; RECORD_FIELDS],
+        fields: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let record_type = self.record_type.bind(py);
         // SAFETY: `record_type` is a tuple subclass (checked in `new`), so its instances are tuples of the length
-        // allocated; each slot is set once, taking over the reference `into_ptr` gives up.
+        // allocated, one slot per field of the type; each slot is set once, taking over the reference `into_ptr`
+        // gives up.
         unsafe {
             let record = ffi::PyType_GenericAlloc(
                 record_type.as_type_ptr(),
-                RECORD_FIELDS as ffi::Py_ssize_t,
+                self.fields.len() as ffi::Py_ssize_t,
             );
             let record = Bound::from_owned_ptr_or_err(py, record)?;
             for (at, field) in fields.into_iter().enumerate() {

@@ -8,6 +8,7 @@
 //! event or error, is the contract. `tests/test_decode_fast_path.py` holds the two to the same events.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use pyo3::exceptions::PyValueError;
@@ -35,6 +36,8 @@ struct Field {
     max_length: usize,
     ge: f64,
     le: f64,
+    /// Whether its texts recur from record to record, and so are taken from the cache.
+    recurs: bool,
 }
 
 enum Value<'a> {
@@ -63,11 +66,18 @@ const EXACT_MICROSECONDS: i64 = 1 << 53;
 const CACHED_STRING_BYTES: usize = 64;
 const CACHED_STRINGS: usize = 1 << 12;
 
+/// A string object of a recent record, with its text and the text's hash: a lookup compares the hash before
+/// the text, so a miss reads no text.
+struct CachedString {
+    hash: u64,
+    text: Box<str>,
+    object: Py<PyString>,
+}
+
 /// The string objects of recent records, one per slot by hash: a client's account, key, address and agent recur
 /// on every call, so each becomes one object whose hash Python works out once for every store that looks it up.
-/// Each slot keeps its text beside the object, to compare without asking Python for it.
 struct StringCache {
-    slots: Vec<Option<(Box<str>, Py<PyString>)>>,
+    slots: Vec<Option<CachedString>>,
 }
 
 impl StringCache {
@@ -75,20 +85,38 @@ impl StringCache {
         if text.len() > CACHED_STRING_BYTES {
             return PyString::new(py, text);
         }
-        // FNV-1a: short strings, and only a slot to pick.
-        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = short_text_hash(text.as_bytes());
         let slot = &mut self.slots[hash as usize % CACHED_STRINGS];
-        if let Some((cached_text, cached)) = slot {
-            if **cached_text == *text {
-                return cached.bind(py).clone();
+        if let Some(cached) = slot {
+            if cached.hash == hash && *cached.text == *text {
+                return cached.object.bind(py).clone();
             }
         }
         let fresh = PyString::new(py, text);
-        *slot = Some((text.into(), fresh.clone().unbind()));
+        *slot = Some(CachedString {
+            hash,
+            text: text.into(),
+            object: fresh.clone().unbind(),
+        });
         fresh
     }
+}
+
+/// A slot-picking hash of a short text, eight bytes a step (FxHash's mixing): byte by byte, the hash took as
+/// long as the rest of a lookup.
+fn short_text_hash(bytes: &[u8]) -> u64 {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mut hash = bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        hash = (hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    hash = (hash.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(SEED);
+    // The slot is the hash's low bits: fold the well-mixed high bits into them.
+    hash ^ (hash >> 32)
 }
 
 /// A derived text field: fields' texts joined by a separator, an event's `key_subject` ("account/key").
@@ -112,8 +140,12 @@ pub struct EventDecoder {
     /// Every field as None, then the epoch milliseconds: a record's fields are copied into it in place, no dict
     /// growing as they come.
     blank: Py<PyDict>,
-    /// Every field's name: the fields set of a record that has them all (most), copied.
-    every_field: Py<PySet>,
+    /// Per set of fields a record has (a bit per field), the events' fields set: one set object for every event
+    /// with those fields. A frozen event's fields set never changes (pydantic's `model_copy` copies it first).
+    /// Only optional fields may be absent, so there are at most 2 to the power of their number.
+    fields_sets: HashMap<u64, Py<PySet>>,
+    /// Every event's `__pydantic_extra__`: empty, as the plain shape has no extra field, and as unchanging.
+    no_extra: Py<PyDict>,
     dict_name: Py<PyString>,
     fields_set_name: Py<PyString>,
     extra_name: Py<PyString>,
@@ -126,6 +158,9 @@ impl EventDecoder {
     /// with kind one of "text", "integer", "number", "timestamp" and None for an absent bound. `epoch_ms`: where
     /// an event keeps its time in epoch milliseconds once worked out (the model's derived field). `joined`:
     /// `(name, separator, parts)`, a derived field that is required text fields joined by a separator.
+    /// `one_per_call`: text fields whose values seldom recur (a call's id), made fresh rather than cached, where
+    /// each was a miss that pushed a recurring string out. The model must be frozen: events share their fields
+    /// set and their empty extra fields.
     #[new]
     fn new(
         py: Python<'_>,
@@ -133,6 +168,7 @@ impl EventDecoder {
         fields: &Bound<'_, PyList>,
         epoch_ms: &Bound<'_, PyString>,
         joined: (Bound<'_, PyString>, String, Vec<String>),
+        one_per_call: Vec<String>,
     ) -> PyResult<Self> {
         let mut parsed = Vec::new();
         for spec in fields.iter() {
@@ -150,8 +186,14 @@ impl EventDecoder {
                     )))
                 }
             };
+            if one_per_call.contains(&key) && kind != Kind::Text {
+                return Err(PyValueError::new_err(format!(
+                    "field {key}: only text fields are made fresh"
+                )));
+            }
             parsed.push(Field {
                 name: PyString::intern(py, &key).unbind(),
+                recurs: !one_per_call.contains(&key),
                 key,
                 kind,
                 optional,
@@ -182,11 +224,20 @@ impl EventDecoder {
             )
             .collect::<PyResult<Vec<usize>>>()?;
         let intern = |name: &str| PyString::intern(py, name).unbind();
+        if parsed.len() > 64 {
+            return Err(PyValueError::new_err(
+                "the fast path takes models of up to 64 fields",
+            ));
+        }
+        if let Some(unknown) = one_per_call
+            .iter()
+            .find(|key| !parsed.iter().any(|field| field.key == **key))
+        {
+            return Err(PyValueError::new_err(format!("{unknown}: no such field")));
+        }
         let blank = PyDict::new(py);
-        let every_field = PySet::empty(py)?;
         for field in &parsed {
             blank.set_item(field.name.bind(py), py.None())?;
-            every_field.add(field.name.bind(py))?;
         }
         blank.set_item(epoch_ms, 0)?;
         blank.set_item(&joined_name, "")?;
@@ -197,7 +248,8 @@ impl EventDecoder {
                 parts,
             },
             blank: blank.unbind(),
-            every_field: every_field.unbind(),
+            fields_sets: HashMap::new(),
+            no_extra: PyDict::new(py).unbind(),
             strings: StringCache {
                 slots: (0..CACHED_STRINGS).map(|_| None).collect(),
             },
@@ -283,24 +335,15 @@ impl EventDecoder {
                 Value::Text(_) | Value::Integer(_) if field.kind == Kind::Timestamp => {
                     data.set_item(name, time.datetime(py, self.utc.bind(py))?)?
                 }
-                Value::Text(text) => data.set_item(name, self.strings.string(py, text))?,
+                Value::Text(text) if field.recurs => {
+                    data.set_item(name, self.strings.string(py, text))?
+                }
+                Value::Text(text) => data.set_item(name, PyString::new(py, text))?,
                 Value::Integer(number) => data.set_item(name, number)?,
                 Value::Number(number) => data.set_item(name, number)?,
             }
         }
-        let present = if values.iter().any(|value| matches!(value, Value::Absent)) {
-            let present = PySet::empty(py)?;
-            for (field, value) in self.fields.iter().zip(&values) {
-                if !matches!(value, Value::Absent) {
-                    present.add(field.name.bind(py))?;
-                }
-            }
-            present
-        } else {
-            // SAFETY: a new set from a live one; PySet_New returns a new reference or NULL with an error set.
-            unsafe { Bound::from_owned_ptr_or_err(py, ffi::PySet_New(self.every_field.as_ptr()))? }
-                .cast_into::<PySet>()?
-        };
+        let present = self.fields_set(py, &values)?;
         // Worked out now, while the parts are at hand: the value the model's derived field would compute.
         data.set_item(self.epoch_ms.bind(py), time.epoch_ms())?;
         let texts = self.joined.parts.iter().map(|&at| match &values[at] {
@@ -315,7 +358,7 @@ impl EventDecoder {
         for (name, value) in [
             (&self.dict_name, data.into_any()),
             (&self.fields_set_name, present.into_any()),
-            (&self.extra_name, PyDict::new(py).into_any()),
+            (&self.extra_name, self.no_extra.bind(py).clone().into_any()),
             (&self.private_name, py.None().into_bound(py)),
         ] {
             // SAFETY: three live objects; generic setattr stores into the instance's dict slot or slots.
@@ -327,6 +370,32 @@ impl EventDecoder {
             }
         }
         Ok(Some(event))
+    }
+}
+
+impl EventDecoder {
+    /// The fields set of an event with these values: the fields not absent from its record.
+    fn fields_set<'py>(
+        &mut self,
+        py: Python<'py>,
+        values: &[Value<'_>],
+    ) -> PyResult<Bound<'py, PySet>> {
+        let present = values
+            .iter()
+            .enumerate()
+            .filter(|(_, value)| !matches!(value, Value::Absent))
+            .fold(0u64, |bits, (at, _)| bits | 1 << at);
+        if let Some(set) = self.fields_sets.get(&present) {
+            return Ok(set.bind(py).clone());
+        }
+        let set = PySet::empty(py)?;
+        for (at, field) in self.fields.iter().enumerate() {
+            if present & 1 << at != 0 {
+                set.add(field.name.bind(py))?;
+            }
+        }
+        self.fields_sets.insert(present, set.clone().unbind());
+        Ok(set)
     }
 }
 

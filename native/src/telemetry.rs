@@ -66,11 +66,10 @@ const EXACT_MICROSECONDS: i64 = 1 << 53;
 const CACHED_STRING_BYTES: usize = 64;
 const CACHED_STRINGS: usize = 1 << 12;
 
-/// A string object of a recent record, with its text and the text's hash: a lookup compares the hash before
-/// the text, so a miss reads no text.
+/// A string object of a recent record, with its text's hash: a lookup compares the hash before the text, so a miss
+/// reads no text, and a hit reads the object's own (which the detectors have just used).
 struct CachedString {
     hash: u64,
-    text: Box<str>,
     object: Py<PyString>,
 }
 
@@ -88,14 +87,14 @@ impl StringCache {
         let hash = short_text_hash(text.as_bytes());
         let slot = &mut self.slots[hash as usize % CACHED_STRINGS];
         if let Some(cached) = slot {
-            if cached.hash == hash && *cached.text == *text {
-                return cached.object.bind(py).clone();
+            let object = cached.object.bind(py);
+            if cached.hash == hash && object.to_str().is_ok_and(|cached| cached == text) {
+                return object.clone();
             }
         }
         let fresh = PyString::new(py, text);
         *slot = Some(CachedString {
             hash,
-            text: text.into(),
             object: fresh.clone().unbind(),
         });
         fresh

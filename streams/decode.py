@@ -66,9 +66,10 @@ _FAST_PATH_SETTINGS: dict[str, tuple[object, ...]] = {
 """The model settings the fast path builds events under; any other setting (strict, str_to_lower, ...) stops it.
 Frozen, since its events share their fields set and their (empty) extra fields."""
 
-_ONE_PER_CALL = ("event_id", "resource_id")
-"""Text fields whose values seldom recur (a call's id, the object it made): the compiled decoder makes them fresh.
-In its cache of recent strings, each was a miss that pushed out a value that recurs."""
+_ONE_PER_CALL = ("event_id", "resource_id", "prompt")
+"""Text fields whose values seldom recur (a call's id, the object it made, a prompt, which the minor-safety scorer
+caches by digest): the compiled decoder makes them fresh. In its cache of recent strings, each was a miss that
+pushed out a value that recurs."""
 
 
 def _fast_decoder(model: type[BaseModel]) -> native.EventDecoder:

@@ -62,8 +62,9 @@ type FieldSpec = (
 /// Microseconds since the epoch that a double holds exactly: past them, `datetime.timestamp()` rounds otherwise.
 const EXACT_MICROSECONDS: i64 = 1 << 53;
 
-/// Strings up to this long are taken from `StringCache`, as pydantic's string cache takes them.
-const CACHED_STRING_BYTES: usize = 64;
+/// Strings up to this long are taken from `StringCache`: a client's user agent (most under 200 bytes) recurs on
+/// every call, and made fresh it cost each detector that looks it up a hash and a compare of its whole text.
+const CACHED_STRING_BYTES: usize = 256;
 const CACHED_STRINGS: usize = 1 << 12;
 
 /// A string object of a recent record, with its text's hash: a lookup compares the hash before the text, so a miss

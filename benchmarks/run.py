@@ -204,7 +204,7 @@ def _bare_consumer_rate(topic: str, total: int, compiled_records: bool = False) 
                              auto_offset_reset="earliest", enable_auto_commit=False,
                              max_poll_records=fetching.max_poll_records, **fetching.fetch_options())
     if compiled_records:
-        read_records_compiled(consumer)
+        read_records_compiled(consumer, SourceRecord)
     seen = 0
     started = None
     while seen < total:

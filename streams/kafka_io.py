@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 RESTORE_TIMEOUT_S = 120.0
 
+
 def ensure_topics(config: KafkaConfig) -> None:
     """Create Warden's topics if missing: inputs and outputs with the configured partitions; the
     changelog compacted and with as many partitions as the input, since it follows them."""

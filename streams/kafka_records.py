@@ -38,7 +38,7 @@ class CompiledPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
 
     def _unpack_records(
         self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any
-    ) -> Iterator[ConsumerRecord]:
+    ) -> Iterator[Any]:
         if key_deserializer is not None or value_deserializer is not None:
             for record in super()._unpack_records(tp, records, key_deserializer, value_deserializer):
                 yield self._picked(record)

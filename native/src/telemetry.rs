@@ -361,7 +361,7 @@ impl EventDecoder {
             (&self.extra_name, self.no_extra.bind(py).clone().into_any()),
             (&self.private_name, py.None().into_bound(py)),
         ] {
-            // SAFETY: three live objects; generic setattr stores into the instance's dict slot or slots.
+            // SAFETY: live objects; generic setattr stores into the instance's dict slot or slots.
             if unsafe {
                 ffi::PyObject_GenericSetAttr(event.as_ptr(), name.as_ptr(), value.as_ptr())
             } < 0

@@ -16,6 +16,7 @@ from kafka.errors import KafkaError
 from models.config import load_config
 from streams.kafka_io import KafkaSink, KafkaSource
 from streams.records import Channel, OutputRecord
+from streams.worker import KafkaWorker
 from tests.integration.kafka_support import BOOTSTRAP, RESTORE_LINE, Deployment, broker, sorted_values, stop_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("kafka_broker")]
@@ -207,3 +208,42 @@ def test_a_commit_completes_in_the_background_and_a_failed_one_is_raised_in_the_
         sink.close()
         source.close()
     assert sorted_values(deployment.read_committed("findings")) == [b"first"]
+
+
+def test_an_aborted_batch_is_rewound_and_its_outputs_committed_once(telemetry: Telemetry, tmp_path: Path) -> None:
+    """Two batches fail at their commit (as when the broker refuses it): each is aborted, the worker rewinds every
+    partition to what was committed (its state from the changelog, its input from where that state is) and goes
+    on. The committed actions and findings are replay's, none twice."""
+    events, actions, findings = telemetry
+    deployment = Deployment(tmp_path)
+    deployment.produce_lines(events.read_bytes().splitlines())
+    target = deployment.input_end_offsets()
+    worker = KafkaWorker(load_config(deployment.config_path), "rewind")
+    commit, commits, failing = worker.sink.commit, [0], {6, 15}
+
+    def commit_unless_refused() -> None:
+        commits[0] += 1
+        if commits[0] in failing:
+            raise KafkaError(f"commit {commits[0]} refused (injected)")
+        commit()
+
+    recover, recoveries = worker.recover, [0]
+
+    def counted_recover() -> None:
+        recoveries[0] += 1
+        recover()
+
+    worker.sink.commit = commit_unless_refused  # type: ignore[method-assign]
+    worker.recover = counted_recover  # type: ignore[method-assign]
+    deadline = time.monotonic() + 180
+    try:
+        while deployment.committed_offsets() != target:
+            assert time.monotonic() < deadline, f"committed {deployment.committed_offsets()} of {target}"
+            for _ in range(20):
+                worker.turn()
+        worker.stop_cleanly()
+    finally:
+        worker.close()
+    assert commits[0] > max(failing) and recoveries[0] == len(failing)
+    assert sorted_values(deployment.read_committed("actions")) == actions
+    assert sorted_values(deployment.read_committed("findings")) == findings

@@ -50,7 +50,10 @@ if TYPE_CHECKING:
     from streams.worker import KafkaWorker
 
 REPO = Path(__file__).resolve().parents[1]
-KAFKA_PORT = int(os.environ.get("WARDEN_BENCH_KAFKA_PORT", "49092"))
+KAFKA_PORT = int(os.environ.get("WARDEN_BENCH_KAFKA_PORT", "29092"))
+"""The harness's own broker listens here and on the next port (its controller). Below Linux's ephemeral range
+(32768-60999): at 49092, a client still retrying the stopped broker of the last run could connect to itself
+from source port 49092, and the TIME_WAIT it left stopped the next broker from binding for a minute."""
 BOOTSTRAP = f"127.0.0.1:{KAFKA_PORT}"
 
 
